@@ -228,6 +228,15 @@ export function struct<F extends Fields>(cType: string, size: number, fields: F)
   return { cType, size, fields };
 }
 
+const fieldLists = new WeakMap<StructLayout, readonly (readonly [string, Field])[]>();
+
+/** The fields of a layout as a list, computed once per layout. */
+function fieldList(layout: StructLayout): readonly (readonly [string, Field])[] {
+  let list = fieldLists.get(layout);
+  if (list === undefined) fieldLists.set(layout, (list = Object.entries(layout.fields)));
+  return list;
+}
+
 function decodeField(f: Field, view: DataView, base: number): unknown {
   switch (f.kind) {
     case "struct":
@@ -245,7 +254,7 @@ function decodeField(f: Field, view: DataView, base: number): unknown {
 /** Reads a whole struct at `base` into a plain object (allocates; for cold paths and tests). */
 export function decodeStruct<L extends StructLayout>(layout: L, view: DataView, base = 0): StructValue<L> {
   const out: Record<string, unknown> = {};
-  for (const [name, f] of Object.entries(layout.fields)) out[name] = decodeField(f, view, base);
+  for (const [name, f] of fieldList(layout)) out[name] = decodeField(f, view, base);
   return out as StructValue<L>;
 }
 

@@ -53,10 +53,12 @@ abstract class ByteRing {
     return Atomics.load(this.idx, 1);
   }
 
+  /** Publishes a new consumer index. */
   protected setCons(v: number): void {
     Atomics.store(this.idx, 0, v >>> 0);
   }
 
+  /** Publishes a new producer index. */
   protected setProd(v: number): void {
     Atomics.store(this.idx, 1, v >>> 0);
   }

@@ -190,14 +190,25 @@ export function bytes(offset: number, length: number, cMember?: string): BytesFi
     offset,
     size: length,
     cMember,
-    get: (v, b) => new Uint8Array(v.buffer.slice(v.byteOffset + b + offset, v.byteOffset + b + offset + length)),
+    get: (v, b) => viewBytes(v, b + offset, length).slice(),
     set: (v, b, x) => {
       if (x.length > length) throw new RangeError(`${x.length} bytes do not fit a ${length}-byte field`);
-      const dst = new Uint8Array(v.buffer, v.byteOffset + b + offset, length);
+      const dst = viewBytes(v, b + offset, length);
       dst.set(x);
       dst.fill(0, x.length);
     },
   };
+}
+
+/**
+ * The `length` bytes at `at` of a view, as a Uint8Array over the same memory.
+ * Like DataView's own accessors, refuses to reach outside the view.
+ */
+function viewBytes(view: DataView, at: number, length: number): Uint8Array {
+  if (at < 0 || at + length > view.byteLength) {
+    throw new RangeError(`bytes ${at}..${at + length} lie outside a ${view.byteLength}-byte view`);
+  }
+  return new Uint8Array(view.buffer, view.byteOffset + at, length);
 }
 
 /** A struct embedded at `offset`. */
@@ -291,14 +302,13 @@ export function encodeStruct<L extends StructLayout>(
   base: number,
   value: Partial<StructValue<L>> | Readonly<Record<string, unknown>>,
 ): void {
-  for (const [name, v] of Object.entries(value)) {
-    const f = layout.fields[name];
-    if (f === undefined) throw new TypeError(`${layout.cType} has no field ${name}`);
-    if (v !== undefined) encodeField(f, view, base, v);
-  }
+  const entries = Object.entries(value);
+  // Check every name before writing anything, so a typo leaves the struct as it was.
+  for (const [name] of entries) if (!Object.hasOwn(layout.fields, name)) throw new TypeError(`${layout.cType} has no field ${name}`);
+  for (const [name, v] of entries) if (v !== undefined) encodeField(layout.fields[name]!, view, base, v);
 }
 
 /** Zeroes the `sizeof` bytes of a struct at `base`. */
 export function zeroStruct(layout: StructLayout, view: DataView, base = 0): void {
-  new Uint8Array(view.buffer, view.byteOffset + base, layout.size).fill(0);
+  viewBytes(view, base, layout.size).fill(0);
 }

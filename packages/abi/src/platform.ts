@@ -126,7 +126,8 @@ export class FlatGuestMemory implements GuestMemory {
 
   /** {@inheritDoc GuestMemory.page} */
   page(va: number): DataView {
-    const start = this.offset(va - (va % PAGE_SIZE), PAGE_SIZE, "page access");
+    const off = this.offset(va, 1, "page access");
+    const start = off - (off % PAGE_SIZE);
     return new DataView(this.bytes.buffer, this.bytes.byteOffset + start, PAGE_SIZE);
   }
 

@@ -32,6 +32,8 @@ import {
   u8,
   vcpu_info,
   zeroStruct,
+  FlatGuestMemory,
+  PAGE_SIZE,
   type BigIntField,
   type NumberField,
 } from "../src/index.js";
@@ -491,5 +493,39 @@ describe("a DataView with a non-zero byteOffset into a SharedArrayBuffer", () =>
     const { raw, view } = shared();
     zeroStruct(blkif_response, view, 8);
     expect(changedBytes(raw)).toEqual(Array.from({ length: 16 }, (_, i) => VIEW_OFFSET + 8 + i));
+  });
+});
+
+describe("accesses stay inside the view they are given", () => {
+  // A page view from guest memory must never let a struct spill into the next page.
+  const twoPages = () => {
+    const m = FlatGuestMemory.ofPages(2);
+    m.bytes.fill(0xff);
+    return { m, v: m.page(0) };
+  };
+
+  it("zeroStruct refuses a struct that runs past the end of the view", () => {
+    const { m, v } = twoPages();
+    expect(() => zeroStruct(blkif_response, v, PAGE_SIZE - 8)).toThrow(RangeError);
+    expect(m.bytes[PAGE_SIZE]).toBe(0xff);
+    expect(m.bytes[PAGE_SIZE - 1]).toBe(0xff);
+  });
+
+  it.each(["get", "set"] as const)("a bytes field's %s refuses to run past the end of the view", (op) => {
+    const { m, v } = twoPages();
+    const magic = start_info.fields.magic;
+    expect(() => (op === "get" ? magic.get(v, PAGE_SIZE - 16) : magic.set(v, PAGE_SIZE - 16, new Uint8Array(32)))).toThrow(RangeError);
+    expect(m.bytes.subarray(PAGE_SIZE - 16, PAGE_SIZE + 16).every((b) => b === 0xff)).toBe(true);
+  });
+
+  it.each(["constructor", "toString", "__proto__", "hasOwnProperty"])("encodeStruct names an unknown field %s even when Object.prototype has it", (name) => {
+    const v = new DataView(new ArrayBuffer(blkif_request.size));
+    expect(() => encodeStruct(blkif_request, v, 0, JSON.parse(`{"${name}": 1}`))).toThrow(`struct blkif_request has no field ${name}`);
+  });
+
+  it("encodeStruct with an unknown field writes nothing", () => {
+    const v = new DataView(new ArrayBuffer(blkif_request.size));
+    expect(() => encodeStruct(blkif_request, v, 0, { id: 5n, nonsense: 1 } as never)).toThrow(/no field nonsense/);
+    expect(new Uint8Array(v.buffer).every((b) => b === 0)).toBe(true);
   });
 });

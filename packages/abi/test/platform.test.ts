@@ -242,3 +242,19 @@ describe("GuestFault", () => {
     expect(fault(() => m.page(0x100000 - 1)).message).toContain("page access");
   });
 });
+
+describe("FlatGuestMemory.page faults on the address asked for", () => {
+  it.each([-1, -4095, 0.5, 1.5, Number.NaN])("page(%s) faults", (va) => {
+    expect(() => FlatGuestMemory.ofPages(1).page(va)).toThrow(GuestFault);
+  });
+
+  it.each([PAGE_SIZE + 0x123, 2 * PAGE_SIZE - 1, 0x7000])("a fault at 0x%s reports that address, not its page", (va) => {
+    try {
+      FlatGuestMemory.ofPages(1).page(va);
+      expect.unreachable();
+    } catch (e) {
+      expect((e as GuestFault).va).toBe(va);
+      expect((e as GuestFault).message).toContain(`0x${va.toString(16)}`);
+    }
+  });
+});

@@ -58,9 +58,14 @@ export interface GuestMemory {
    * The whole page containing `va`, as a view whose offset 0 is the start of
    * that page (so a struct at `va` is at `va % PAGE_SIZE`). The view aliases
    * the page: writes through it are seen by every mapper of the frame.
-   * @throws {@link GuestFault} if nothing is mapped there.
+   *
+   * `access` says what the caller will do with the view: `"r"` to read only
+   * (allowed on a read-only grant mapping), `"rw"` (the default) to write too.
+   * A view cannot itself refuse writes, so a kernel that asked for `"r"`
+   * must not write through it.
+   * @throws {@link GuestFault} if nothing is mapped there, or `"rw"` was asked of a read-only mapping.
    */
-  page(va: number): DataView;
+  page(va: number, access?: "r" | "rw"): DataView;
   /** Copies `length` bytes from `va`. @throws {@link GuestFault} */
   read(va: number, length: number): Uint8Array;
   /** Copies `data` to `va`. @throws {@link GuestFault} */

@@ -1,0 +1,347 @@
+/**
+ * The hypervisor: machine memory, domains, the hypercall table, time.
+ *
+ * It is state plus handlers, nothing more: no timers, no I/O, no threads. An
+ * engine drives it: it advances {@link Hypervisor.now}, fires due timers with
+ * {@link Hypervisor.advanceTo}, runs vCPUs, and hears through
+ * {@link EngineHooks} when a vCPU becomes runnable or gives up its pCPU.
+ *
+ * @module
+ */
+import { DOMID, HYPERVISOR, RUNSTATE, SHUTDOWN, VIRQ, XEN_ERRNO, cName, keyOf } from "@pvkit/abi";
+import { Domain, type DomainConfig, type ShutdownReason, type Vcpu } from "./domain.js";
+import { EventChannels, eventChannelOp, evtchnDestroy, localEventsPending, pollSatisfied, sendVirq } from "./event-channel.js";
+import { GrantTable, grantDestroy, grantTableOp } from "./grant-table.js";
+import { dummyPolicy, type HypercallContext, type HypercallHandler, type Policy } from "./hypercall.js";
+import { MachineMemory, PageType } from "./machine.js";
+import { memoryOp } from "./memory-op.js";
+import { callbackOp, consoleIo, multicall, xenVersion } from "./misc-ops.js";
+import { domctl, sysctl } from "./control-ops.js";
+import { schedOp, setTimerOp, vcpuOp } from "./sched-ops.js";
+import { Trace } from "./trace.js";
+
+/** What the engine wants to hear from the hypervisor. */
+export interface EngineHooks {
+  /** `v` became runnable (an event, a timer, an unpause). */
+  wake(v: Vcpu): void;
+  /** The running `v` gave up its pCPU (block, poll, yield, shutdown, pause). */
+  deschedule(v: Vcpu): void;
+}
+
+/** Host-level configuration of a {@link Hypervisor}. */
+export interface HypervisorConfig {
+  /** Machine memory in 4 KiB frames. */
+  readonly frames: number;
+  /** Simulated physical CPUs (reported by `XEN_SYSCTL_physinfo`). */
+  readonly pcpus?: number;
+  /** Keep a trace (default true). */
+  readonly trace?: boolean;
+  /** The privilege policy (default {@link dummyPolicy}). */
+  readonly policy?: Policy;
+}
+
+/** The `xen_version` this hypervisor reports: 4.17, as the headers it speaks. */
+export const XEN_VERSION = { major: 4, minor: 17, extra: "-pvkit" } as const;
+
+const NO_HOOKS: EngineHooks = { wake: () => {}, deschedule: () => {} };
+
+/** Ring 0. */
+export class Hypervisor {
+  /** Machine memory and the frame table. */
+  readonly machine: MachineMemory;
+  /** Live domains (not yet destroyed), by domid. */
+  readonly domains = new Map<number, Domain>();
+  /** Event channel state of each domain. */
+  readonly evtchn = new WeakMap<Domain, EventChannels>();
+  /** Grant table state of each domain. */
+  readonly grants = new WeakMap<Domain, GrantTable>();
+  /** Simulated pCPUs. */
+  readonly pcpus: number;
+  /** The trace. */
+  readonly trace: Trace;
+  /** The privilege policy. */
+  policy: Policy;
+  /** The engine's hooks; the default does nothing (handlers can be tested with no engine). */
+  hooks: EngineHooks = NO_HOOKS;
+  /** Virtual time in nanoseconds since boot; the engine advances it. */
+  now = 0;
+  /** Xen's console: what `console_io` writes and hypervisor messages, for `xl dmesg`. */
+  readonly console: string[] = [];
+
+  private readonly table = new Map<number, HypercallHandler>();
+  private nextDomid = 0;
+
+  /** Boots a hypervisor with empty machine memory. */
+  constructor(config: HypervisorConfig) {
+    this.machine = new MachineMemory(config.frames);
+    this.pcpus = config.pcpus ?? 1;
+    this.trace = new Trace(config.trace ?? true);
+    this.policy = config.policy ?? dummyPolicy;
+    const H = HYPERVISOR;
+    const entries: [number, HypercallHandler][] = [
+      [H.xen_version, xenVersion],
+      [H.console_io, consoleIo],
+      [H.sched_op, schedOp],
+      [H.set_timer_op, setTimerOp],
+      [H.vcpu_op, vcpuOp],
+      [H.event_channel_op, eventChannelOp],
+      [H.grant_table_op, grantTableOp],
+      [H.memory_op, memoryOp],
+      [H.multicall, multicall],
+      [H.callback_op, callbackOp],
+      [H.domctl, domctl],
+      [H.sysctl, sysctl],
+    ];
+    for (const [op, handler] of entries) this.table.set(op, handler);
+  }
+
+  /**
+   * Enters the hypervisor from `vcpu` (the guest's hypercall instruction).
+   * Unknown numbers answer `-ENOSYS`; a dead domain's calls answer `-ESRCH`.
+   */
+  hypercall(vcpu: Vcpu, op: number, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0): number {
+    const handler = this.table.get(op);
+    const d = vcpu.domain;
+    let result: number;
+    if (d.dead) result = -XEN_ERRNO.ESRCH;
+    else if (handler === undefined) result = -XEN_ERRNO.ENOSYS;
+    else result = handler({ hv: this, domain: d, vcpu }, a1, a2, a3, a4, a5);
+    if (this.trace.enabled) {
+      const name = keyOf(HYPERVISOR, op) ?? String(op);
+      this.trace.record({ t: this.now, kind: "hypercall", domid: d.domid, vcpu: vcpu.id, op: name, args: [a1, a2, a3, a4, a5], result });
+    }
+    return result;
+  }
+
+  /** A context for calling handlers directly (used by multicall and tests). */
+  context(vcpu: Vcpu): HypercallContext {
+    return { hv: this, domain: vcpu.domain, vcpu };
+  }
+
+  /** Looks up a domain; `DOMID_SELF` means the caller. */
+  lookup(caller: Domain, domid: number): Domain | undefined {
+    if (domid === DOMID.SELF) return caller;
+    return this.domains.get(domid);
+  }
+
+  /** Asks the policy whether `caller` may do `action` to `target`. */
+  allows(caller: Domain, action: string, target?: Domain): boolean {
+    return this.policy.allows(caller, action, target);
+  }
+
+  /**
+   * Creates a paused domain with a shared_info page and no RAM.
+   * @param domid a specific domid, or the next free one
+   * @returns the domain, or a negative errno (`-EEXIST` for a domid in use,
+   * `-EINVAL` for a reserved domid or bad config, `-ENOMEM`).
+   */
+  createDomain(config: DomainConfig, domid?: number): Domain | number {
+    if (!Number.isInteger(config.maxVcpus) || config.maxVcpus < 1 || config.maxVcpus > 32) return -XEN_ERRNO.EINVAL;
+    if (!Number.isInteger(config.maxPages) || config.maxPages < 0) return -XEN_ERRNO.EINVAL;
+    let id = domid;
+    if (id === undefined) {
+      while (this.domains.has(this.nextDomid)) this.nextDomid++;
+      id = this.nextDomid;
+    }
+    if (!Number.isInteger(id) || id < 0 || id >= DOMID.FIRST_RESERVED) return -XEN_ERRNO.EINVAL;
+    if (this.domains.has(id)) return -XEN_ERRNO.EEXIST;
+    const d = new Domain(this.machine, id, config, this.now);
+    const si = this.machine.alloc(id);
+    if (si === undefined) return -XEN_ERRNO.ENOMEM;
+    this.machine.type[si] = PageType.shared_info;
+    this.machine.typeCount[si] = 1;
+    d.sharedInfoMfn = si;
+    // Upcalls start masked, as Xen leaves them until the guest is ready.
+    for (const v of d.vcpus) this.vcpuInfoView(v)?.setUint8(1, 1);
+    d.vcpus[0]!.runstate = RUNSTATE.runnable; // vCPU 0 is up; it runs once the domain is unpaused
+    this.domains.set(id, d);
+    this.evtchn.set(d, new EventChannels(this, d));
+    this.grants.set(d, new GrantTable(this, d));
+    this.traceDomain(d, "created", `paused, max ${config.maxPages} pages, ${config.maxVcpus} vCPU(s)${config.privileged ? ", privileged" : ""}`);
+    return d;
+  }
+
+  /** The `vcpu_info` of `v` in its domain's shared_info (vCPUs 0..31), as a DataView at its base. */
+  vcpuInfoView(v: Vcpu): DataView | undefined {
+    if (v.id >= 32 || v.domain.sharedInfoMfn < 0) return undefined;
+    return new DataView(this.machine.buffer, v.domain.sharedInfoMfn * 4096 + v.id * 64, 64);
+  }
+
+  /** Pauses `d` once more (`XEN_DOMCTL_pausedomain`). */
+  pause(d: Domain): void {
+    d.pauseCount++;
+    if (d.state === "running") {
+      d.state = "paused";
+      for (const v of d.vcpus) if (v.runstate === RUNSTATE.running || v.runstate === RUNSTATE.runnable) this.hooks.deschedule(v);
+      this.traceDomain(d, "paused");
+    }
+  }
+
+  /** Undoes one pause; at zero a paused domain runs. @returns false if it was not paused. */
+  unpause(d: Domain): boolean {
+    if (d.pauseCount === 0) return false;
+    d.pauseCount--;
+    if (d.pauseCount === 0 && d.state === "paused") {
+      d.state = "running";
+      this.traceDomain(d, "running");
+      for (const v of d.vcpus) if (v.runstate !== RUNSTATE.offline) this.hooks.wake(v);
+    }
+    return true;
+  }
+
+  /** True if `v` may be put on a pCPU: its domain runs and it is not blocked or offline. */
+  runnable(v: Vcpu): boolean {
+    return v.domain.state === "running" && (v.runstate === RUNSTATE.runnable || v.runstate === RUNSTATE.running);
+  }
+
+  /** Moves `v` to a runstate, accounting the time spent in the previous one. */
+  setRunstate(v: Vcpu, state: number): void {
+    if (v.runstate === state) return;
+    v.runstateTime[v.runstate]! += this.now - v.runstateEntered;
+    v.runstate = state;
+    v.runstateEntered = this.now;
+  }
+
+  /**
+   * Blocks `v` until an event (`SCHEDOP_block`): unless an event is already
+   * waiting, in which case it stays runnable, as Xen checks
+   * `local_events_need_delivery` after enabling upcalls.
+   */
+  block(v: Vcpu): void {
+    if (localEventsPending(this, v)) return;
+    this.setRunstate(v, RUNSTATE.blocked);
+    this.hooks.deschedule(v);
+  }
+
+  /** Wakes a blocked `v` (an event or timer arrived for it). */
+  wake(v: Vcpu): void {
+    if (v.runstate !== RUNSTATE.blocked) return;
+    if (v.poll !== undefined && !pollSatisfied(this, v) && (v.poll.deadline === undefined || v.poll.deadline > this.now)) return;
+    v.poll = undefined;
+    this.setRunstate(v, RUNSTATE.runnable);
+    if (v.domain.state === "running") this.hooks.wake(v);
+  }
+
+  /**
+   * Shuts `d` down with `reason` (`SCHEDOP_shutdown` or
+   * `SCHEDOP_remote_shutdown`): its vCPUs stop, and dom0 hears of it through
+   * `VIRQ_DOM_EXC`. The domain keeps its memory until destroyed.
+   */
+  shutdown(d: Domain, reason: ShutdownReason): void {
+    if (d.state === "shutdown" || d.dead) return;
+    d.state = "shutdown";
+    d.shutdownReason = reason;
+    for (const v of d.vcpus) {
+      if (v.runstate !== RUNSTATE.offline) this.setRunstate(v, RUNSTATE.blocked);
+      this.hooks.deschedule(v);
+    }
+    this.traceDomain(d, "shutdown", keyOf(SHUTDOWN, reason) ?? String(reason));
+    this.notifyDomExc();
+  }
+
+  /**
+   * Destroys `d`: closes its event channels, undoes its grant mappings,
+   * returns every frame and drops its timers. A frame another domain still
+   * maps stays allocated (its reference count) until that mapping goes.
+   * @returns 0, or `-EINVAL` if it was already destroyed.
+   */
+  destroyDomain(d: Domain): number {
+    if (d.state === "destroyed" || !this.domains.has(d.domid)) return -XEN_ERRNO.EINVAL;
+    d.state = "dying";
+    this.traceDomain(d, "dying");
+    for (const v of d.vcpus) {
+      v.singleshotDeadline = undefined;
+      v.periodicPeriod = undefined;
+      v.poll = undefined;
+      this.setRunstate(v, RUNSTATE.offline);
+      this.hooks.deschedule(v);
+    }
+    evtchnDestroy(this, d);
+    grantDestroy(this, d);
+    // Each mapping holds one reference on its frame (grant mappings were undone above).
+    for (const m of d.mappings.values()) this.machine.put(m.mfn);
+    d.mappings.clear();
+    for (let pfn = 0; pfn < d.p2m.length; pfn++) d.depopulate(pfn);
+    this.machine.put(d.sharedInfoMfn);
+    d.sharedInfoMfn = -1;
+    this.reap();
+    return 0;
+  }
+
+  /**
+   * Finishes destroying dying domains whose last frame has been released.
+   * A dying domain whose pages another domain still maps stays dying (Xen's
+   * zombie) and keeps its domid until that mapping goes; whoever drops such
+   * a mapping calls this.
+   */
+  reap(): void {
+    for (const d of this.domains.values()) {
+      if (d.state !== "dying" || this.machine.ownedBy(d.domid) > 0) continue;
+      d.state = "destroyed";
+      this.domains.delete(d.domid);
+      this.traceDomain(d, "destroyed");
+      this.notifyDomExc();
+    }
+  }
+
+  /** The earliest timer deadline of any vCPU, or undefined when no timer is armed. */
+  nextDeadline(): number | undefined {
+    let next: number | undefined;
+    const consider = (t: number | undefined) => {
+      if (t !== undefined && (next === undefined || t < next)) next = t;
+    };
+    for (const d of this.domains.values()) {
+      if (d.dead) continue;
+      for (const v of d.vcpus) {
+        consider(v.singleshotDeadline);
+        if (v.periodicPeriod !== undefined) consider(v.periodicNext);
+        consider(v.poll?.deadline);
+      }
+    }
+    return next;
+  }
+
+  /**
+   * Advances virtual time to `t` and fires every timer due by then:
+   * single-shot and periodic timers raise `VIRQ_TIMER` on their vCPU, and a
+   * poll whose timeout passed wakes its vCPU.
+   */
+  advanceTo(t: number): void {
+    if (t < this.now) throw new RangeError(`time runs forward: ${t} < ${this.now}`);
+    this.now = t;
+    for (const d of this.domains.values()) {
+      if (d.dead) continue;
+      for (const v of d.vcpus) {
+        if (v.singleshotDeadline !== undefined && v.singleshotDeadline <= t) {
+          v.singleshotDeadline = undefined;
+          sendVirq(this, d, VIRQ.TIMER, v.id);
+        }
+        if (v.periodicPeriod !== undefined && v.periodicNext <= t) {
+          while (v.periodicNext <= t) v.periodicNext += v.periodicPeriod;
+          sendVirq(this, d, VIRQ.TIMER, v.id);
+        }
+        if (v.poll?.deadline !== undefined && v.poll.deadline <= t) this.wake(v);
+      }
+    }
+  }
+
+  /** Writes a line to Xen's console (what `xl dmesg` shows). */
+  log(text: string, domid: number = DOMID.XEN): void {
+    this.console.push(text);
+    this.trace.record({ t: this.now, kind: "console", domid, text });
+  }
+
+  private notifyDomExc(): void {
+    const dom0 = this.domains.get(0);
+    if (dom0 !== undefined && !dom0.dead) sendVirq(this, dom0, VIRQ.DOM_EXC, 0);
+  }
+
+  private traceDomain(d: Domain, state: string, detail?: string): void {
+    this.trace.record(detail === undefined ? { t: this.now, kind: "domain", domid: d.domid, state } : { t: this.now, kind: "domain", domid: d.domid, state, detail });
+  }
+}
+
+/** The C name of a hypercall number, for messages (`__HYPERVISOR_sched_op`). */
+export function hypercallName(op: number): string {
+  return cName(HYPERVISOR, op);
+}

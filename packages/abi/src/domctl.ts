@@ -426,3 +426,12 @@ export const xen_domctl = struct("struct xen_domctl", 144, {
   _pad: bytes(10, 6),
   u: bytes(16, 128),
 });
+
+/**
+ * Argument of `XEN_DOMCTL_setvcpucontext` and `getvcpucontext`: the vCPU and
+ * a guest handle to a `vcpu_guest_context` in the caller's memory.
+ */
+export const xen_domctl_vcpucontext = struct("struct xen_domctl_vcpucontext", 16, {
+  vcpu: u32(0),
+  ctxt: u64(8, "ctxt.p"),
+});

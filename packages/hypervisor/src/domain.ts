@@ -55,6 +55,12 @@ export class Vcpu {
   poll: { readonly ports: readonly number[]; readonly deadline: number | undefined } | undefined;
   /** Whether the guest registered an event upcall (`CALLBACKTYPE_event`). */
   upcallRegistered = false;
+  /**
+   * The boot registers set by `XEN_DOMCTL_setvcpucontext`: `rip`, the
+   * virtual address of the kernel image, and `rsi`, that of `start_info`.
+   * The engine boots the kernel from them when the vCPU first runs.
+   */
+  context: { readonly rip: number; readonly rsi: number } | undefined;
 
   /** Creates vCPU `id` of `domain`, offline until brought up. */
   constructor(domain: Domain, id: number) {
@@ -120,6 +126,8 @@ export class Domain {
   readonly mappings = new Map<number, Mapping>();
   /** Scheduler parameters (credit: weight 1..65535, default 256; cap in percent, 0 = none). */
   readonly sched = { weight: 256, cap: 0 };
+  /** Deadlines of the domain's watchdogs (`SCHEDOP_watchdog`), undefined where free. */
+  readonly watchdogs: (number | undefined)[] = [undefined, undefined];
   /** Virtual time the domain was created, for `xl list`'s Time(s) and uptime. */
   readonly createdAt: number;
 

@@ -284,14 +284,15 @@ export class Hypervisor {
     }
   }
 
-  /** The earliest timer deadline of any vCPU, or undefined when no timer is armed. */
+  /** The earliest timer deadline of any vCPU or watchdog of a domain not shut down, or undefined when none is armed. */
   nextDeadline(): number | undefined {
     let next: number | undefined;
     const consider = (t: number | undefined) => {
       if (t !== undefined && (next === undefined || t < next)) next = t;
     };
     for (const d of this.domains.values()) {
-      if (d.dead) continue;
+      if (d.dead || d.state === "shutdown") continue;
+      for (const w of d.watchdogs) consider(w);
       for (const v of d.vcpus) {
         consider(v.singleshotDeadline);
         if (v.periodicPeriod !== undefined) consider(v.periodicNext);
@@ -304,13 +305,20 @@ export class Hypervisor {
   /**
    * Advances virtual time to `t` and fires every timer due by then:
    * single-shot and periodic timers raise `VIRQ_TIMER` on their vCPU, and a
-   * poll whose timeout passed wakes its vCPU.
+   * poll whose timeout passed wakes its vCPU; a watchdog that expired shuts
+   * its domain down with `SHUTDOWN_watchdog`.
    */
   advanceTo(t: number): void {
     if (t < this.now) throw new RangeError(`time runs forward: ${t} < ${this.now}`);
     this.now = t;
-    for (const d of this.domains.values()) {
-      if (d.dead) continue;
+    for (const d of [...this.domains.values()]) {
+      if (d.dead || d.state === "shutdown") continue;
+      if (d.watchdogs.some((w) => w !== undefined && w <= t)) {
+        d.watchdogs.fill(undefined);
+        this.log(`watchdog expired: shutting down domain ${d.domid}`);
+        this.shutdown(d, SHUTDOWN.watchdog);
+        continue;
+      }
       for (const v of d.vcpus) {
         if (v.singleshotDeadline !== undefined && v.singleshotDeadline <= t) {
           v.singleshotDeadline = undefined;

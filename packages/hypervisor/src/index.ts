@@ -15,3 +15,6 @@ export * from "./hypercall.js";
 export * from "./hypervisor.js";
 export * from "./trace.js";
 export * from "./invariants.js";
+export * from "./credit.js";
+export * from "./engine.js";
+export * from "./sched-ops.js";

@@ -1,0 +1,384 @@
+/**
+ * The deterministic engine: one thread, discrete events, a virtual clock.
+ *
+ * The engine owns the simulated pCPUs. Each step it either fires the timers
+ * due next, or puts the best runnable vCPU (by the credit scheduler) on the
+ * earliest free pCPU and runs its guest code until the guest gives the CPU
+ * back by awaiting {@link Platform.descheduled} — after a block, poll or
+ * yield, or simply to let others run. Guest code costs virtual time by a
+ * fixed model (a base cost per slice plus a cost per hypercall and upcall,
+ * with a seeded jitter), never by the wall clock, so the same topology and
+ * seed give the same trace byte for byte. When every vCPU is blocked, time
+ * jumps to the next timer.
+ *
+ * In realtime mode the same loop waits for the wall clock to reach each
+ * virtual instant before acting, and when idle waits for outside input
+ * ({@link Engine.kick}) or the next timer.
+ *
+ * Events reach a guest through its upcall, which the engine calls on the
+ * vCPU's behalf when an event is pending and upcalls are unmasked: when the
+ * vCPU is resumed, and on return from each of its hypercalls, as Xen does on
+ * return to guest. During the upcall `evtchn_upcall_mask` is set, and cleared
+ * after it, as Xen's event callback with `CALLBACKF_mask_events` does.
+ *
+ * @module
+ */
+import { RUNSTATE, SHUTDOWN, decodeKernelImage, type KernelEntry, type Platform, type Upcall } from "@pvkit/abi";
+import type { Domain, Vcpu } from "./domain.js";
+import { CreditScheduler } from "./credit.js";
+import { localEventsPending } from "./event-channel.js";
+import { DomainGuestMemory, copyFromGuest } from "./guest-memory.js";
+import type { Hypervisor } from "./hypervisor.js";
+
+/** The virtual-time cost model of guest execution, in ns. */
+export interface CostModel {
+  /** Every slice costs at least this much. */
+  readonly slice: number;
+  /** Added per hypercall made in the slice. */
+  readonly hypercall: number;
+  /** Added per upcall delivered in the slice. */
+  readonly upcall: number;
+  /** Up to this much more, drawn from the seeded generator. */
+  readonly jitter: number;
+}
+
+/** The default cost model: about what a small PV guest slice costs on real hardware. */
+export const DEFAULT_COSTS: CostModel = { slice: 1_000, hypercall: 200, upcall: 300, jitter: 100 };
+
+/** Options of an {@link Engine}. */
+export interface EngineConfig {
+  /** Seed of the engine's generator (default 1). */
+  readonly seed?: number;
+  /** `"deterministic"` (default) or `"realtime"`. */
+  readonly mode?: "deterministic" | "realtime";
+  /** The cost model. */
+  readonly costs?: CostModel;
+  /**
+   * Loads a kernel module named by an image, giving each domain its own
+   * instance. The default imports the URL with `?domid=N` appended, which
+   * makes a fresh module instance per domain.
+   */
+  readonly loader?: KernelLoader;
+}
+
+/** Finds the entry of the kernel module at `url`, a fresh instance for `domid`. */
+export type KernelLoader = (url: string, domid: number) => Promise<KernelEntry>;
+
+/** Imports `url` afresh for `domid` and returns its default export. */
+export const importKernel: KernelLoader = async (url, domid) => {
+  const sep = url.includes("?") ? "&" : "?";
+  const mod = (await import(`${url}${sep}domid=${domid}`)) as { default?: unknown };
+  if (typeof mod.default !== "function") throw new Error(`kernel module ${url} has no default export function`);
+  return mod.default as KernelEntry;
+};
+
+/** Most bytes a kernel image may take. */
+const MAX_IMAGE = 4096;
+
+/** Why {@link Engine.run} returned. */
+export type StopReason = "idle" | "until" | "stopped";
+
+/** A small seeded generator (mulberry32), so runs are reproducible. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** The guest side of one vCPU: its code, its upcall, and the two hand-over points. */
+interface VcpuRunner {
+  readonly entry: KernelEntry;
+  readonly platform: Platform;
+  upcall: Upcall | undefined;
+  started: boolean;
+  finished: boolean;
+  inUpcall: boolean;
+  /** Resolves the guest's pending `descheduled()`: the vCPU runs again. */
+  resumeGuest: (() => void) | undefined;
+  /** Resolves the engine's wait: the guest gave the CPU back. */
+  endSlice: (() => void) | undefined;
+  hypercalls: number;
+  upcalls: number;
+}
+
+/** Drives a {@link Hypervisor}: scheduling, time, and the guests' code. */
+export class Engine {
+  /** The hypervisor driven. */
+  readonly hv: Hypervisor;
+  /** The credit scheduler. */
+  readonly scheduler: CreditScheduler;
+  /** Deterministic or realtime. */
+  readonly mode: "deterministic" | "realtime";
+  /** Errors thrown by guest code, by domid (the domain was crashed for it). */
+  readonly guestErrors = new Map<number, unknown>();
+
+  private readonly costs: CostModel;
+  private readonly loader: KernelLoader;
+  private readonly random: () => number;
+  private readonly runners = new Map<Vcpu, VcpuRunner>();
+  private readonly pcpuFree: number[];
+  private running: Vcpu | undefined;
+  private stopRequested = false;
+  private kickResolve: (() => void) | undefined;
+  private wallStart = 0;
+
+  /** Attaches an engine to `hv` (it installs itself as the hypervisor's hooks). */
+  constructor(hv: Hypervisor, config: EngineConfig = {}) {
+    this.hv = hv;
+    this.scheduler = new CreditScheduler(hv.pcpus);
+    this.mode = config.mode ?? "deterministic";
+    this.costs = config.costs ?? DEFAULT_COSTS;
+    this.loader = config.loader ?? importKernel;
+    this.random = seededRandom(config.seed ?? 1);
+    this.pcpuFree = new Array<number>(hv.pcpus).fill(0);
+    hv.hooks = {
+      wake: (v) => {
+        if (v !== this.running && this.hv.runnable(v)) this.scheduler.enqueue(v, "woken");
+        this.kick();
+      },
+      deschedule: (v) => {
+        if (v !== this.running) this.scheduler.dequeue(v);
+      },
+    };
+    for (const d of hv.domains.values()) for (const v of d.vcpus) if (hv.runnable(v)) this.scheduler.enqueue(v, "woken");
+  }
+
+  /**
+   * Gives vCPU 0 of `d` its kernel: `entry` runs with a platform whose
+   * `startInfo` is `startInfoVa`, the first time the vCPU is scheduled.
+   * Returning from the entry powers the domain off; throwing crashes it.
+   */
+  attachKernel(d: Domain, entry: KernelEntry, startInfoVa: number): void {
+    const v = d.vcpus[0]!;
+    if (this.runners.has(v)) throw new Error(`domain ${d.domid} already has a kernel`);
+    const runner: VcpuRunner = {
+      entry,
+      platform: this.platformFor(v, startInfoVa),
+      upcall: undefined,
+      started: false,
+      finished: false,
+      inUpcall: false,
+      resumeGuest: undefined,
+      endSlice: undefined,
+      hypercalls: 0,
+      upcalls: 0,
+    };
+    this.runners.set(v, runner);
+    if (v !== this.running && this.hv.runnable(v)) this.scheduler.enqueue(v, "woken");
+  }
+
+  private platformFor(v: Vcpu, startInfo: number): Platform {
+    const hv = this.hv;
+    const runner = () => this.runners.get(v)!;
+    return {
+      startInfo,
+      memory: new DomainGuestMemory(hv.machine, v.domain),
+      hypercall: (op, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0) => {
+        const r = runner();
+        r.hypercalls++;
+        const result = hv.hypercall(v, op, a1, a2, a3, a4, a5);
+        this.deliverUpcall(v);
+        return result;
+      },
+      setUpcall: (handler) => {
+        runner().upcall = handler;
+      },
+      descheduled: () =>
+        new Promise<void>((resolve) => {
+          const r = runner();
+          r.resumeGuest = resolve;
+          const end = r.endSlice;
+          r.endSlice = undefined;
+          end?.();
+        }),
+    };
+  }
+
+  /** Calls the guest's upcall if an event is deliverable to `v`. */
+  private deliverUpcall(v: Vcpu): void {
+    const r = this.runners.get(v);
+    if (r === undefined || r.upcall === undefined || r.inUpcall || !localEventsPending(this.hv, v)) return;
+    const info = this.hv.vcpuInfoView(v);
+    if (info === undefined) return;
+    r.inUpcall = true;
+    r.upcalls++;
+    info.setUint8(1, 1);
+    this.hv.trace.record({ t: this.hv.now, kind: "upcall", domid: v.domain.domid, vcpu: v.id });
+    try {
+      r.upcall(v.id);
+    } finally {
+      info.setUint8(1, 0);
+      r.inUpcall = false;
+    }
+  }
+
+  /** Wakes a realtime engine waiting for input; harmless otherwise. */
+  kick(): void {
+    const k = this.kickResolve;
+    this.kickResolve = undefined;
+    k?.();
+  }
+
+  /** Asks {@link Engine.run} to return after the current step. */
+  stop(): void {
+    this.stopRequested = true;
+    this.kick();
+  }
+
+  /**
+   * Runs until nothing can happen any more (every vCPU blocked and no timer
+   * armed), until virtual time `until`, or until {@link Engine.stop}.
+   */
+  async run(opts: { until?: number } = {}): Promise<StopReason> {
+    const hv = this.hv;
+    this.stopRequested = false;
+    this.wallStart = performance.now() - hv.now / 1e6;
+    for (;;) {
+      if (this.stopRequested) return "stopped";
+      const vcpus = [...hv.domains.values()].flatMap((d) => d.vcpus);
+      this.scheduler.account(hv.now, vcpus);
+      const p = this.pcpuFree.indexOf(Math.min(...this.pcpuFree));
+      const start = Math.max(this.pcpuFree[p]!, hv.now);
+      const timer = hv.nextDeadline();
+      if (timer !== undefined && timer <= start) {
+        if (opts.until !== undefined && timer > opts.until) return this.finish(opts.until);
+        await this.reach(timer);
+        hv.advanceTo(Math.max(timer, hv.now));
+        continue;
+      }
+      if (opts.until !== undefined && start > opts.until) return this.finish(opts.until);
+      const v = this.scheduler.pick((x) => hv.runnable(x));
+      if (v === undefined) {
+        // This pCPU idles until another finishes its slice, or the next timer.
+        const busy = this.pcpuFree.filter((t) => t > start);
+        if (busy.length > 0) {
+          this.pcpuFree[p] = Math.min(...busy);
+          continue;
+        }
+        if (timer !== undefined) {
+          this.pcpuFree[p] = timer;
+          continue;
+        }
+        if (this.mode === "deterministic") return "idle";
+        await this.waitForInput(opts.until);
+        continue;
+      }
+      await this.reach(start);
+      if (start > hv.now) hv.advanceTo(start);
+      const cost = await this.runSlice(v, p);
+      this.pcpuFree[p] = start + cost;
+    }
+  }
+
+  private finish(until: number): StopReason {
+    if (until > this.hv.now) this.hv.advanceTo(until);
+    return "until";
+  }
+
+  /** Runs `v` on pCPU `p` until its guest gives the CPU back; returns the slice's cost. */
+  private async runSlice(v: Vcpu, p: number): Promise<number> {
+    const hv = this.hv;
+    hv.setRunstate(v, RUNSTATE.running);
+    this.running = v;
+    if (!this.runners.has(v) && v.context !== undefined) await this.bootFromImage(v, v.context);
+    const r = this.runners.get(v);
+    if (r === undefined || r.finished) {
+      // A vCPU with no code of its own (a secondary vCPU) has nothing to do but sleep.
+      hv.block(v);
+    } else {
+      r.hypercalls = 0;
+      r.upcalls = 0;
+      const sliceDone = new Promise<void>((resolve) => (r.endSlice = resolve));
+      if (!r.started) {
+        r.started = true;
+        this.startKernel(v, r);
+      } else {
+        this.deliverUpcall(v);
+        const resume = r.resumeGuest;
+        r.resumeGuest = undefined;
+        resume?.();
+      }
+      await sliceDone;
+    }
+    this.running = undefined;
+    const cost =
+      this.costs.slice +
+      (r ? r.hypercalls * this.costs.hypercall + r.upcalls * this.costs.upcall : 0) +
+      Math.floor(this.random() * this.costs.jitter);
+    this.scheduler.charge(v, cost);
+    hv.trace.record({ t: hv.now, kind: "schedule", pcpu: p, domid: v.domain.domid, vcpu: v.id, ns: cost });
+    // Still running (it yielded, or just let others run), or woken again during its own slice: queue it.
+    if (v.runstate === RUNSTATE.running) hv.setRunstate(v, RUNSTATE.runnable);
+    if (hv.runnable(v)) this.scheduler.enqueue(v, "yielded");
+    return cost;
+  }
+
+  /**
+   * Boots the kernel whose image the domain builder left at `rip`, with
+   * `start_info` at `rsi`. A bad image or a module that will not load
+   * crashes the domain, with the reason on Xen's console.
+   */
+  private async bootFromImage(v: Vcpu, ctx: { readonly rip: number; readonly rsi: number }): Promise<void> {
+    const d = v.domain;
+    const header = copyFromGuest(this.hv.machine, d, ctx.rip, 12);
+    const len = header === undefined ? 0 : new DataView(header.buffer).getUint32(8, true);
+    const bytes = len > MAX_IMAGE ? header : copyFromGuest(this.hv.machine, d, ctx.rip, 12 + len);
+    const url = bytes === undefined ? new Error(`no kernel image mapped at 0x${ctx.rip.toString(16)}`) : decodeKernelImage(bytes);
+    try {
+      if (url instanceof Error) throw url;
+      this.attachKernel(d, await this.loader(url, d.domid), ctx.rsi);
+    } catch (e) {
+      this.guestErrors.set(d.domid, e);
+      this.hv.log(`domain ${d.domid} failed to boot: ${e instanceof Error ? e.message : String(e)}`);
+      this.hv.shutdown(d, SHUTDOWN.crash);
+    }
+  }
+
+  private startKernel(v: Vcpu, r: VcpuRunner): void {
+    const d = v.domain;
+    const exit = (error?: unknown) => {
+      r.finished = true;
+      if (error !== undefined) {
+        this.guestErrors.set(d.domid, error);
+        this.hv.log(`domain ${d.domid} crashed: ${error instanceof Error ? error.message : String(error)}`);
+      }
+      if (d.state === "running" || d.state === "paused") this.hv.shutdown(d, error === undefined ? SHUTDOWN.poweroff : SHUTDOWN.crash);
+      const end = r.endSlice;
+      r.endSlice = undefined;
+      end?.();
+    };
+    let entered: Promise<void>;
+    try {
+      entered = Promise.resolve(r.entry(r.platform));
+    } catch (e) {
+      entered = Promise.reject(e);
+    }
+    entered.then(
+      () => exit(),
+      (e: unknown) => exit(e ?? new Error("kernel rejected with no reason")),
+    );
+  }
+
+  /** In realtime mode, waits until the wall clock reaches virtual time `t`. */
+  private async reach(t: number): Promise<void> {
+    if (this.mode !== "realtime") return;
+    const wait = this.wallStart + t / 1e6 - performance.now();
+    if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
+  }
+
+  /** In realtime mode with nothing to do: waits for a kick (outside input) and moves virtual time to the wall clock. */
+  private async waitForInput(until: number | undefined): Promise<void> {
+    const limit = until === undefined ? 1000 : Math.max(0, this.wallStart + until / 1e6 - performance.now());
+    await new Promise<void>((resolve) => {
+      this.kickResolve = resolve;
+      setTimeout(resolve, limit);
+    });
+    const wallNow = Math.round((performance.now() - this.wallStart) * 1e6);
+    if (wallNow > this.hv.now) this.hv.advanceTo(until === undefined ? wallNow : Math.min(wallNow, until));
+  }
+}

@@ -10,7 +10,8 @@
  * and calls its default export with the platform.
  *
  * The bootstrap region follows Xen's x86 PV layout (`xc_dom_x86.c`), from
- * pfn 0 up: the kernel image, the P2M list (`start_info.mfn_list`: one u64
+ * pfn 0 up: the kernel image, an optional module (the initrd slot:
+ * `start_info.mod_start` and `mod_len`), the P2M list (`start_info.mfn_list`: one u64
  * mfn per pfn), the `start_info` page, the XenStore page, the console page,
  * and no page tables (pvkit has a direct map, so `nr_pt_frames` is 0 and
  * `pt_base` is simply where the bootstrap region ends). As in Mini-OS, a
@@ -18,7 +19,8 @@
  *
  * @module
  */
-import { PAGE_SIZE } from "./xen.js";
+import { encodeStruct, zeroStruct } from "./layout.js";
+import { PAGE_SIZE, start_info } from "./xen.js";
 
 /** First 8 bytes of a kernel image. */
 export const KERNEL_IMAGE_MAGIC = "PVKITKRN";
@@ -55,6 +57,10 @@ export interface BootLayout {
   readonly imagePfn: number;
   /** Pages of the image. */
   readonly imagePages: number;
+  /** First pfn of the module (the image's end when there is none). */
+  readonly modulePfn: number;
+  /** Pages of the module (0 when there is none). */
+  readonly modulePages: number;
   /** First pfn of the P2M list. */
   readonly p2mPfn: number;
   /** Pages of the P2M list. */
@@ -70,16 +76,58 @@ export interface BootLayout {
 }
 
 /**
- * Lays out the bootstrap region of a domain with `nrPages` pages of RAM and
- * an image of `imageBytes` bytes; throws if it does not fit.
+ * Lays out the bootstrap region of a domain with `nrPages` pages of RAM, an
+ * image of `imageBytes` bytes and a module of `moduleBytes`; throws if it
+ * does not fit.
  */
-export function planBootLayout(nrPages: number, imageBytes: number): BootLayout {
+export function planBootLayout(nrPages: number, imageBytes: number, moduleBytes = 0): BootLayout {
   const pages = (bytes: number) => Math.ceil(bytes / PAGE_SIZE);
   const imagePages = Math.max(1, pages(imageBytes));
-  const p2mPfn = imagePages;
+  const modulePages = pages(moduleBytes);
+  const p2mPfn = imagePages + modulePages;
   const p2mPages = pages(nrPages * 8);
   const startInfoPfn = p2mPfn + p2mPages;
-  const layout = { imagePfn: 0, imagePages, p2mPfn, p2mPages, startInfoPfn, storePfn: startInfoPfn + 1, consolePfn: startInfoPfn + 2, firstFreePfn: startInfoPfn + 3 };
+  const layout = { imagePfn: 0, imagePages, modulePfn: imagePages, modulePages, p2mPfn, p2mPages, startInfoPfn, storePfn: startInfoPfn + 1, consolePfn: startInfoPfn + 2, firstFreePfn: startInfoPfn + 3 };
   if (layout.firstFreePfn >= nrPages) throw new RangeError(`${nrPages} pages cannot hold a ${layout.firstFreePfn + 1}-page bootstrap region and any free memory`);
   return layout;
+}
+
+/**
+ * Fills a `start_info` page for a domain, as Xen's and libxenguest's
+ * builders do. Both builders use it: the hypervisor's for dom0, dom0's for every other domain.
+ */
+export function fillStartInfo(
+  page: DataView,
+  fields: {
+    readonly nrPages: number;
+    readonly sharedInfoMfn: number;
+    readonly flags: number;
+    readonly layout: BootLayout;
+    readonly cmdline: string;
+    readonly moduleBytes?: number;
+    readonly store?: { readonly mfn: number; readonly evtchn: number };
+    readonly console?: { readonly mfn: number; readonly evtchn: number };
+  },
+): void {
+  zeroStruct(start_info, page);
+  const cmd = new TextEncoder().encode(fields.cmdline);
+  if (cmd.byteLength >= 1024) throw new RangeError(`command line of ${cmd.byteLength} bytes exceeds MAX_GUEST_CMDLINE`);
+  encodeStruct(start_info, page, 0, {
+    magic: new TextEncoder().encode(START_INFO_MAGIC),
+    nr_pages: BigInt(fields.nrPages),
+    shared_info: BigInt(fields.sharedInfoMfn * PAGE_SIZE),
+    flags: fields.flags,
+    store_mfn: BigInt(fields.store?.mfn ?? 0),
+    store_evtchn: fields.store?.evtchn ?? 0,
+    console_domU_mfn: BigInt(fields.console?.mfn ?? 0),
+    console_domU_evtchn: fields.console?.evtchn ?? 0,
+    pt_base: BigInt(fields.layout.firstFreePfn * PAGE_SIZE),
+    nr_pt_frames: 0n,
+    mfn_list: BigInt(fields.layout.p2mPfn * PAGE_SIZE),
+    mod_start: BigInt(fields.moduleBytes ? fields.layout.modulePfn * PAGE_SIZE : 0),
+    mod_len: BigInt(fields.moduleBytes ?? 0),
+    cmd_line: cmd,
+    first_p2m_pfn: BigInt(fields.layout.p2mPfn),
+    nr_p2m_frames: BigInt(fields.layout.p2mPages),
+  });
 }

@@ -26,6 +26,9 @@ export const Priority = { BOOST: 0, UNDER: 1, OVER: 2 } as const;
 /** Length of an accounting period in ns (Xen: 30 ms). */
 export const ACCOUNTING_PERIOD = 30_000_000;
 
+/** A time slice (Xen: 10 ms); credit never falls below minus one slice's worth at accounting. */
+export const TIMESLICE = 10_000_000;
+
 interface VcpuCredit {
   credit: number;
   priority: number;
@@ -99,6 +102,16 @@ export class CreditScheduler {
     this.state.delete(v);
   }
 
+  /** When the next accounting period begins. */
+  get nextAccountingTime(): number {
+    return this.nextAccounting;
+  }
+
+  /** True if a queued vCPU waits, parked by its cap, for the next accounting period. */
+  hasParked(): boolean {
+    return this.runq.some((v) => this.info(v).parked);
+  }
+
   /** Takes the best runnable vCPU that is not parked, or undefined. `eligible` filters out vCPUs that cannot run now. */
   pick(eligible: (v: Vcpu) => boolean): Vcpu | undefined {
     const i = this.runq.findIndex((v) => !this.info(v).parked && eligible(v));
@@ -130,8 +143,8 @@ export class CreditScheduler {
       if (d.sched.cap > 0) share = Math.min(share, (ACCOUNTING_PERIOD * d.sched.cap) / 100);
       for (const v of vs) {
         const s = this.info(v);
-        // Credit does not pile up beyond one period's worth, as in Xen.
-        s.credit = Math.min(s.credit + share / vs.length, ACCOUNTING_PERIOD);
+        // Credit neither piles up beyond one period's worth nor sinks below one slice of debt, as in Xen.
+        s.credit = Math.min(Math.max(s.credit, -TIMESLICE) + share / vs.length, ACCOUNTING_PERIOD);
         s.parked = false;
         if (s.priority !== Priority.BOOST) s.priority = s.credit > 0 ? Priority.UNDER : Priority.OVER;
       }

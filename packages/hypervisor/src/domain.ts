@@ -53,6 +53,8 @@ export class Vcpu {
   periodicNext = 0;
   /** Ports a `SCHEDOP_poll` waits on, and its deadline; undefined when not polling. */
   poll: { readonly ports: readonly number[]; readonly deadline: number | undefined } | undefined;
+  /** Virtual time from which the vCPU may run: when it was woken, or when its last slice ended. */
+  readyAt = 0;
   /** Whether the guest registered an event upcall (`CALLBACKTYPE_event`). */
   upcallRegistered = false;
   /**

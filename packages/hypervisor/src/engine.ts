@@ -23,7 +23,7 @@
  *
  * @module
  */
-import { RUNSTATE, SHUTDOWN, decodeKernelImage, type KernelEntry, type Platform, type Upcall } from "@pvkit/abi";
+import { RUNSTATE, SHUTDOWN, decodeKernelImage, vcpu_info, vcpu_time_info, type KernelEntry, type Platform, type Upcall } from "@pvkit/abi";
 import type { Domain, Vcpu } from "./domain.js";
 import { CreditScheduler } from "./credit.js";
 import { localEventsPending } from "./event-channel.js";
@@ -123,6 +123,7 @@ export class Engine {
   private readonly runners = new Map<Vcpu, VcpuRunner>();
   private readonly pcpuFree: number[];
   private running: Vcpu | undefined;
+  private sliceStart = 0;
   private stopRequested = false;
   private kickResolve: (() => void) | undefined;
   private wallStart = 0;
@@ -138,6 +139,8 @@ export class Engine {
     this.pcpuFree = new Array<number>(hv.pcpus).fill(0);
     hv.hooks = {
       wake: (v) => {
+        // Woken during another vCPU's slice: it may run from that moment of the slice, not before.
+        v.readyAt = this.clockNow();
         if (v !== this.running && this.hv.runnable(v)) this.scheduler.enqueue(v, "woken");
         this.kick();
       },
@@ -182,6 +185,7 @@ export class Engine {
         const r = runner();
         r.hypercalls++;
         const result = hv.hypercall(v, op, a1, a2, a3, a4, a5);
+        this.publishTime(v);
         this.deliverUpcall(v);
         return result;
       },
@@ -197,6 +201,35 @@ export class Engine {
           end?.();
         }),
     };
+  }
+
+  /**
+   * Virtual time as the running guest sees it: the slice's start plus what
+   * its hypercalls and upcalls have cost so far. Outside a slice, `hv.now`.
+   */
+  private clockNow(): number {
+    const v = this.running;
+    const r = v && this.runners.get(v);
+    if (r === undefined) return this.hv.now;
+    return this.sliceStart + r.hypercalls * this.costs.hypercall + r.upcalls * this.costs.upcall;
+  }
+
+  /**
+   * Publishes the system time in `v`'s `vcpu_time_info`, as Xen does when it
+   * schedules a vCPU: `version` goes odd, `system_time` changes, `version`
+   * goes even, so a guest reading it like a seqlock never sees a torn value.
+   * pvkit has no TSC, so `tsc_to_system_mul` is 0 and the guest reads
+   * `system_time` as the time.
+   */
+  private publishTime(v: Vcpu): void {
+    const info = this.hv.vcpuInfoView(v);
+    if (info === undefined) return;
+    const t = vcpu_info.fields.time.at(0);
+    const f = vcpu_time_info.fields;
+    const version = f.version.get(info, t);
+    f.version.set(info, t, (version + 1) | 1);
+    f.system_time.set(info, t, BigInt(this.clockNow()));
+    f.version.set(info, t, ((version + 1) | 1) + 1);
   }
 
   /** Calls the guest's upcall if an event is deliverable to `v`. */
@@ -244,7 +277,10 @@ export class Engine {
       this.scheduler.account(hv.now, vcpus);
       const p = this.pcpuFree.indexOf(Math.min(...this.pcpuFree));
       const start = Math.max(this.pcpuFree[p]!, hv.now);
-      const timer = hv.nextDeadline();
+      // Capped vCPUs parked until the next accounting period make it an event too.
+      const deadline = hv.nextDeadline();
+      const parkedUntil = this.scheduler.hasParked() ? this.scheduler.nextAccountingTime : undefined;
+      const timer = deadline === undefined ? parkedUntil : parkedUntil === undefined ? deadline : Math.min(deadline, parkedUntil);
       if (timer !== undefined && timer <= start) {
         if (opts.until !== undefined && timer > opts.until) return this.finish(opts.until);
         await this.reach(timer);
@@ -252,12 +288,15 @@ export class Engine {
         continue;
       }
       if (opts.until !== undefined && start > opts.until) return this.finish(opts.until);
-      const v = this.scheduler.pick((x) => hv.runnable(x));
+      const v = this.scheduler.pick((x) => hv.runnable(x) && x.readyAt <= start);
       if (v === undefined) {
-        // This pCPU idles until another finishes its slice, or the next timer.
-        const busy = this.pcpuFree.filter((t) => t > start);
-        if (busy.length > 0) {
-          this.pcpuFree[p] = Math.min(...busy);
+        // This pCPU idles until a queued vCPU becomes ready, another pCPU finishes its slice, or the next timer.
+        const later = [
+          ...this.pcpuFree.filter((t) => t > start),
+          ...this.scheduler.runQueue.filter((x) => hv.runnable(x) && x.readyAt > start).map((x) => x.readyAt),
+        ];
+        if (later.length > 0) {
+          this.pcpuFree[p] = timer === undefined ? Math.min(...later) : Math.min(timer, ...later);
           continue;
         }
         if (timer !== undefined) {
@@ -285,6 +324,7 @@ export class Engine {
     const hv = this.hv;
     hv.setRunstate(v, RUNSTATE.running);
     this.running = v;
+    this.sliceStart = hv.now;
     if (!this.runners.has(v) && v.context !== undefined) await this.bootFromImage(v, v.context);
     const r = this.runners.get(v);
     if (r === undefined || r.finished) {
@@ -294,6 +334,7 @@ export class Engine {
       r.hypercalls = 0;
       r.upcalls = 0;
       const sliceDone = new Promise<void>((resolve) => (r.endSlice = resolve));
+      this.publishTime(v);
       if (!r.started) {
         r.started = true;
         this.startKernel(v, r);
@@ -312,8 +353,13 @@ export class Engine {
       Math.floor(this.random() * this.costs.jitter);
     this.scheduler.charge(v, cost);
     hv.trace.record({ t: hv.now, kind: "schedule", pcpu: p, domid: v.domain.domid, vcpu: v.id, ns: cost });
-    // Still running (it yielded, or just let others run), or woken again during its own slice: queue it.
+    // Virtual time stands still while guest code runs; the slice's cost is its running time,
+    // and whatever state the vCPU left in starts when the slice ends.
     if (v.runstate === RUNSTATE.running) hv.setRunstate(v, RUNSTATE.runnable);
+    v.runstateTime[RUNSTATE.running]! += cost;
+    v.runstateEntered = hv.now + cost;
+    v.readyAt = Math.max(v.readyAt, hv.now + cost);
+    // Still runnable (it yielded, or just let others run), or woken again during its own slice: queue it.
     if (hv.runnable(v)) this.scheduler.enqueue(v, "yielded");
     return cost;
   }

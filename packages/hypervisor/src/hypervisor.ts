@@ -197,7 +197,7 @@ export class Hypervisor {
   /** Moves `v` to a runstate, accounting the time spent in the previous one. */
   setRunstate(v: Vcpu, state: number): void {
     if (v.runstate === state) return;
-    v.runstateTime[v.runstate]! += this.now - v.runstateEntered;
+    v.runstateTime[v.runstate]! += Math.max(0, this.now - v.runstateEntered);
     v.runstate = state;
     v.runstateEntered = this.now;
   }

@@ -18,3 +18,7 @@ export * from "./invariants.js";
 export * from "./credit.js";
 export * from "./engine.js";
 export * from "./sched-ops.js";
+export * from "./dom0-build.js";
+export * from "./grant-table.js";
+export { consoleInput, guestCallback, type GuestCallback } from "./misc-ops.js";
+export { domainTimeOffset } from "./control-ops.js";

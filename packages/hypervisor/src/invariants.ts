@@ -41,7 +41,6 @@ function frameInvariants(hv: Hypervisor): string[] {
       slot(mfn, `pfn ${pfn}`, d.domid);
     }
     if (populated !== d.totPages) problems.push(`domain ${d.domid}: tot_pages ${d.totPages} but ${populated} pfns populated`);
-    if (d.totPages > d.maxPages) problems.push(`domain ${d.domid}: tot_pages ${d.totPages} exceeds max_pages ${d.maxPages}`);
     if (d.sharedInfoMfn >= 0) slot(d.sharedInfoMfn, "shared_info", d.domid);
     for (const [i, mfn] of (hv.grants.get(d)?.frames ?? []).entries()) slot(mfn, `grant frame ${i}`, d.domid);
     for (const [vpn, map] of d.mappings) {

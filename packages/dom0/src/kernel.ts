@@ -1,0 +1,86 @@
+/**
+ * The dom0 kernel: the privileged domain that builds and serves the others.
+ *
+ * At boot it reads its boot manifest (see `manifest.ts`) from the boot
+ * module, creates every domain, connects the channels, builds and unpauses
+ * them, and relays their consoles to Xen's console as `[name] line`. It binds
+ * `VIRQ_DOM_EXC`, which the hypervisor raises when a domain shuts down; each
+ * time, it asks `getdomaininfo` which domains did, reports why, and destroys
+ * them. When the last is gone, dom0 powers off and with it the host.
+ *
+ * @module
+ */
+import * as E from "fp-ts/lib/Either.js";
+import { SHUTDOWN, VIRQ, keyOf } from "@pvkit/abi";
+import { kernelMain, orThrow, type Kernel } from "@pvkit/kernel";
+import { buildDomain, createDomain } from "./builder.js";
+import { ConsoleRelay } from "./console-relay.js";
+import { parseManifest, substitute, type Manifest } from "./manifest.js";
+import { Toolstack } from "./toolstack.js";
+
+const MIB_PAGES = 256;
+
+/** Runs dom0 on a booted kernel: build the manifest's domains, serve them, tear them down. */
+export async function dom0Main(k: Kernel): Promise<void> {
+  await k.print(`dom0: pvkit ${k.memory.nrPages} pages, ${k.privileged ? "privileged" : "UNPRIVILEGED"}`);
+  const si = k.startInfo;
+  if (si.mod_len === 0n) {
+    await k.print("dom0: no boot manifest: nothing to build");
+    return;
+  }
+  const manifest = parseManifest(k.memory.memory.read(Number(si.mod_start), Number(si.mod_len)));
+  if (E.isLeft(manifest)) throw new Error(manifest.left.join("\n"));
+  await boot(k, manifest.right);
+}
+
+async function boot(k: Kernel, m: Manifest): Promise<void> {
+  const ts = new Toolstack(k);
+  const domids = new Map<string, number>();
+  const specs = m.domains.map((d) => ({ name: d.name, kernel: d.kernel, pages: d.memory * MIB_PAGES, vcpus: d.vcpus ?? 1, cmdline: d.cmdline ?? "" }));
+  for (const spec of specs) domids.set(spec.name, orThrow(createDomain(k, spec)));
+
+  const ports = new Map<string, number>();
+  for (const c of m.channels ?? []) ports.set(c.name, orThrow(k.events.allocUnbound(domids.get(c.to)!, domids.get(c.from)!)));
+
+  const relays = new Map<number, ConsoleRelay>();
+  const links = new Map<string, string[]>();
+  for (const l of m.consoleLinks ?? []) links.set(l.from, [...(links.get(l.from) ?? []), l.to]);
+  const sink = (name: string, _domid: number, line: string) => {
+    void k.print(`[${name}] ${line}`);
+    for (const to of links.get(name) ?? []) relays.get(domids.get(to)!)?.type(`${line}\n`);
+  };
+
+  for (const spec of specs) {
+    const domid = domids.get(spec.name)!;
+    const built = buildDomain(k, domid, { ...spec, cmdline: substitute(spec.cmdline, domids, ports) });
+    if (E.isLeft(built)) {
+      for (const id of domids.values()) ts.destroy(id);
+      throw new Error(`building ${spec.name}: ${built.left.message}`);
+    }
+    relays.set(domid, orThrow(ConsoleRelay.connect(k, domid, spec.name, built.right.consolePort, sink)));
+  }
+  for (const [name, domid] of domids) {
+    orThrow(ts.unpause(domid));
+    await k.print(`dom0: started ${name} as domain ${domid}`);
+  }
+
+  const domExc = orThrow(k.events.bindVirq(VIRQ.DOM_EXC));
+  const live = new Map([...domids].map(([name, id]) => [id, name]));
+  while (live.size > 0) {
+    await k.events.wait(domExc);
+    for (const [domid, name] of [...live]) {
+      const info = ts.domainInfo(domid);
+      const reason = E.isRight(info) ? Toolstack.shutdownReason(info.right) : undefined;
+      if (reason === undefined) continue;
+      relays.get(domid)?.close();
+      relays.delete(domid);
+      orThrow(ts.destroy(domid));
+      live.delete(domid);
+      await k.print(`dom0: ${name} (domain ${domid}) shut down: ${keyOf(SHUTDOWN, reason) ?? reason}; destroyed`);
+    }
+  }
+  await k.print("dom0: every domain has shut down");
+}
+
+/** The dom0 kernel entry. */
+export default kernelMain(dom0Main);

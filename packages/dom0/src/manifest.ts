@@ -1,0 +1,89 @@
+/**
+ * The boot manifest: what dom0 builds at boot, handed to it by the host as
+ * its boot module (`start_info.mod_start`/`mod_len`, where Xen puts dom0's
+ * initrd). JSON, validated with io-ts: a bad manifest is refused with every
+ * problem named by its path.
+ *
+ * ```json
+ * {
+ *   "domains": [
+ *     { "name": "ping", "kernel": "file:///…/ping.js", "memory": 1, "cmdline": "role=ping port=${port.bell}" },
+ *     { "name": "pong", "kernel": "file:///…/pong.js", "memory": 1, "cmdline": "role=pong peer=${domid.ping} port=${port.bell}" }
+ *   ],
+ *   "channels": [{ "name": "bell", "from": "ping", "to": "pong" }],
+ *   "consoleLinks": [{ "from": "ping", "to": "pong" }]
+ * }
+ * ```
+ *
+ * `memory` is in MiB, as in xl.cfg. A channel is an event channel port
+ * allocated in `from` and offered to `to`, the way libxl sets up a console's;
+ * command lines may name domids and ports: `${domid.NAME}`, and for a
+ * channel `${port.NAME}` (its port in `from`). A console link types every
+ * line `from` prints into the console of `to`, a null-modem cable between
+ * two consoles.
+ *
+ * @module
+ */
+import * as E from "fp-ts/lib/Either.js";
+import * as t from "io-ts";
+import { PathReporter } from "io-ts/lib/PathReporter.js";
+
+const Name = t.refinement(t.string, (s) => /^[A-Za-z0-9_.-]{1,64}$/.test(s), "Name");
+const Positive = t.refinement(t.number, (n) => Number.isInteger(n) && n > 0, "PositiveInteger");
+
+/** One domain to build. */
+export const DomainEntry = t.intersection([
+  t.type({ name: Name, kernel: t.string, memory: Positive }),
+  t.partial({ vcpus: Positive, cmdline: t.string }),
+]);
+
+/** The manifest. */
+export const Manifest = t.intersection([
+  t.type({ domains: t.array(DomainEntry) }),
+  t.partial({
+    channels: t.array(t.type({ name: Name, from: Name, to: Name })),
+    consoleLinks: t.array(t.type({ from: Name, to: Name })),
+  }),
+]);
+
+/** A decoded manifest. */
+export type Manifest = t.TypeOf<typeof Manifest>;
+
+/** Decodes and checks a manifest: JSON, shape, and that every name it uses is defined once. */
+export function parseManifest(bytes: Uint8Array): E.Either<string[], Manifest> {
+  let json: unknown;
+  try {
+    json = JSON.parse(new TextDecoder().decode(bytes));
+  } catch (e) {
+    return E.left([`boot manifest is not JSON: ${(e as Error).message}`]);
+  }
+  const decoded = Manifest.decode(json);
+  if (E.isLeft(decoded)) return E.left(PathReporter.report(decoded).map((m) => `boot manifest: ${m}`));
+  const m = decoded.right;
+  const problems: string[] = [];
+  const names = new Set<string>();
+  for (const d of m.domains) {
+    if (names.has(d.name)) problems.push(`boot manifest: domain name "${d.name}" is used twice`);
+    names.add(d.name);
+  }
+  const channels = new Set<string>();
+  for (const c of m.channels ?? []) {
+    if (channels.has(c.name)) problems.push(`boot manifest: channel name "${c.name}" is used twice`);
+    channels.add(c.name);
+    for (const end of [c.from, c.to]) if (!names.has(end)) problems.push(`boot manifest: channel "${c.name}" names unknown domain "${end}"`);
+  }
+  for (const l of m.consoleLinks ?? []) for (const end of [l.from, l.to]) if (!names.has(end)) problems.push(`boot manifest: console link names unknown domain "${end}"`);
+  for (const d of m.domains) {
+    for (const [, kind, name] of (d.cmdline ?? "").matchAll(/\$\{(\w+)\.([A-Za-z0-9_.-]+)\}/g)) {
+      const known = kind === "domid" ? names : kind === "port" ? channels : undefined;
+      if (known === undefined) problems.push(`domain "${d.name}": unknown placeholder kind "${kind}" in its cmdline`);
+      else if (!known.has(name!)) problems.push(`domain "${d.name}": cmdline names unknown ${kind === "domid" ? "domain" : "channel"} "${name}"`);
+    }
+  }
+  return problems.length > 0 ? E.left(problems) : E.right(m);
+}
+
+/** Replaces `${domid.NAME}` and `${port.NAME}` in a command line. */
+export function substitute(cmdline: string, domids: ReadonlyMap<string, number>, ports: ReadonlyMap<string, number>): string {
+  return cmdline.replace(/\$\{(\w+)\.([A-Za-z0-9_.-]+)\}/g, (_, kind: string, name: string) => String((kind === "domid" ? domids : ports).get(name)));
+}

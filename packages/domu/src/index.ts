@@ -1,0 +1,8 @@
+/**
+ * The unprivileged kernel: front ends and the application entry. The split
+ * drivers come with their issue; for now it carries the first domU kernel,
+ * `@pvkit/domu/hello`.
+ *
+ * @packageDocumentation
+ */
+export { hello } from "./hello.js";

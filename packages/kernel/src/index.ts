@@ -1,0 +1,18 @@
+/**
+ * The guest kernel runtime, in the role Mini-OS plays for Xen: boot from
+ * `start_info`, typed hypercalls returning `Either` with named Xen errors,
+ * event channels with the 2-level upcall, grant tables, timers, pages and
+ * the console.
+ *
+ * A kernel is a module whose default export is its entry; see
+ * {@link kernelMain} and the guide "Writing a kernel".
+ *
+ * @packageDocumentation
+ */
+export * from "./hypercall.js";
+export * from "./events.js";
+export * from "./grants.js";
+export * from "./memory.js";
+export * from "./time.js";
+export * from "./console.js";
+export * from "./kernel.js";

@@ -1,0 +1,221 @@
+/**
+ * The kernel: boot from `start_info`, then run the guest's tasks.
+ *
+ * {@link Kernel.boot} does what Mini-OS's `start_kernel` does, in order:
+ * read `start_info`, set up the page allocator past the bootstrap region,
+ * map shared_info, install the event upcall, bind `VIRQ_TIMER`, map the grant
+ * table and open the console (Xen's for dom0, the console ring for a domU).
+ *
+ * Guest code is async: a task waits for an event, a timer or a ring by
+ * awaiting a promise the kernel resolves from the upcall. When every task
+ * waits, {@link kernelMain}'s idle loop blocks the vCPU (`SCHEDOP_block`)
+ * until the hypervisor has an event for it.
+ *
+ * ```ts
+ * import { kernelMain } from "@pvkit/kernel";
+ *
+ * export default kernelMain(async (k) => {
+ *   await k.console.write("hello from a domU\n");
+ * });
+ * ```
+ *
+ * @module
+ */
+import * as E from "fp-ts/lib/Either.js";
+import {
+  CALLBACKOP,
+  CALLBACKTYPE,
+  DOMID,
+  HYPERVISOR,
+  PAGE_SIZE,
+  SCHEDOP,
+  SHUTDOWN,
+  SIF,
+  VIRQ,
+  XENMAPSPACE,
+  XENMEM,
+  callback_register,
+  decodeStruct,
+  sched_shutdown,
+  start_info,
+  xen_add_to_physmap,
+  type KernelEntry,
+  type Platform,
+  type StructValue,
+} from "@pvkit/abi";
+import { HypervisorConsole, RingConsole, type Console } from "./console.js";
+import { Events } from "./events.js";
+import { Grants } from "./grants.js";
+import { ARG_STACK_PAGES, ArgStack, orThrow, result, type Hypercaller, type XenError } from "./hypercall.js";
+import { Memory } from "./memory.js";
+import { Clock, Timers } from "./time.js";
+
+/** What `start_info` told the kernel, decoded. */
+export type StartInfo = StructValue<typeof start_info>;
+
+/** A booted guest kernel. */
+export class Kernel implements Hypercaller {
+  /** The platform it was handed. */
+  readonly platform: Platform;
+  /** `start_info` as the builder filled it. */
+  readonly startInfo: StartInfo;
+  /** Its pages and mapping area. */
+  readonly memory: Memory;
+  /** Scratch memory for hypercall arguments. */
+  readonly args: ArgStack;
+  /** Event channels. */
+  readonly events: Events;
+  /** Grant table. */
+  readonly grants: Grants;
+  /** System time. */
+  readonly clock: Clock;
+  /** Sleeps and deadlines. */
+  readonly timers: Timers;
+  /** The console. */
+  readonly console: Console;
+  /** The port `VIRQ_TIMER` is bound to. */
+  readonly timerPort: number;
+  /** The command line (`start_info.cmd_line`), e.g. `"role=server peer=2"`. */
+  readonly cmdline: string;
+
+  private constructor(platform: Platform) {
+    this.platform = platform;
+    const mem = platform.memory;
+    this.startInfo = decodeStruct(start_info, new DataView(mem.read(platform.startInfo, start_info.size).buffer));
+    const si = this.startInfo;
+    this.cmdline = cString(si.cmd_line);
+    const firstFree = Number(si.pt_base) / PAGE_SIZE + Number(si.nr_pt_frames);
+    this.memory = new Memory(mem, Number(si.nr_pages), Number(si.mfn_list), firstFree);
+
+    // Argument stack: the first free pages, which are consecutive at boot.
+    const argPfn = this.memory.allocPage();
+    for (let i = 1; i < ARG_STACK_PAGES; i++) this.memory.allocPage();
+    if (argPfn === undefined) throw new Error("no memory for the hypercall argument stack");
+    this.args = new ArgStack(mem, argPfn * PAGE_SIZE, ARG_STACK_PAGES * PAGE_SIZE);
+
+    // shared_info, mapped into the mapping area.
+    const sharedInfoVa = this.memory.allocMappingVa();
+    orThrow(
+      this.args.frame((a) =>
+        result(
+          "XENMEM_add_to_physmap(shared_info)",
+          this.hypercall(HYPERVISOR.memory_op, XENMEM.add_to_physmap, a.put(xen_add_to_physmap, { domid: DOMID.SELF, space: XENMAPSPACE.shared_info, idx: 0n, gpfn: BigInt(sharedInfoVa / PAGE_SIZE) })),
+        ),
+      ),
+    );
+    const sharedInfo = mem.page(sharedInfoVa);
+
+    this.events = new Events(this, sharedInfo);
+    platform.setUpcall(this.events.upcall);
+    this.args.frame((a) =>
+      this.hypercall(HYPERVISOR.callback_op, CALLBACKOP.register, a.put(callback_register, { type: CALLBACKTYPE.event, flags: 0, address: 0n })),
+    );
+
+    this.clock = new Clock(sharedInfo);
+    this.timers = new Timers(this, this.clock);
+    this.timerPort = orThrow(this.events.bindVirq(VIRQ.TIMER));
+    this.events.on(this.timerPort, this.timers.onTimer);
+
+    this.grants = new Grants(this, this.memory);
+    orThrow(this.grants.init());
+
+    if (si.flags & SIF.INITDOMAIN) this.console = new HypervisorConsole(this);
+    else {
+      const consolePfn = this.memory.pfnOf(Number(si.console_domU_mfn));
+      if (consolePfn === undefined) throw new Error(`start_info names console frame ${si.console_domU_mfn}, which is not in this domain's P2M`);
+      const page = mem.page(consolePfn * PAGE_SIZE);
+      this.console = new RingConsole(new Uint8Array(page.buffer, page.byteOffset, PAGE_SIZE), si.console_domU_evtchn, this.events);
+    }
+    sharedInfo.setUint8(1, 0); // vCPU 0's evtchn_upcall_mask: events may now upcall
+  }
+
+  /** Boots a kernel on `platform`. Throws if the domain was built wrongly. */
+  static boot(platform: Platform): Kernel {
+    return new Kernel(platform);
+  }
+
+  /** Enters the hypervisor. */
+  readonly hypercall: Platform["hypercall"] = (op, a1, a2, a3, a4, a5) => this.platform.hypercall(op, a1, a2, a3, a4, a5);
+
+  /** True for dom0 (`SIF_INITDOMAIN`). */
+  get isDom0(): boolean {
+    return (this.startInfo.flags & SIF.INITDOMAIN) !== 0;
+  }
+
+  /** True if the domain may use privileged operations (`SIF_PRIVILEGED`). */
+  get privileged(): boolean {
+    return (this.startInfo.flags & SIF.PRIVILEGED) !== 0;
+  }
+
+  /** The value of `key=value` on the command line, or undefined. */
+  arg(key: string): string | undefined {
+    for (const word of this.cmdline.split(/\s+/)) {
+      const eq = word.indexOf("=");
+      if (eq > 0 && word.slice(0, eq) === key) return word.slice(eq + 1);
+    }
+    return undefined;
+  }
+
+  /** Writes a line to the console. */
+  print(line: string): Promise<void> {
+    return this.console.write(`${line}\n`);
+  }
+
+  /** Resolves after `ns` nanoseconds of system time. */
+  sleep(ns: number): Promise<void> {
+    return this.timers.sleep(ns);
+  }
+
+  /** Shuts the domain down with `reason` (`SCHEDOP_shutdown`); the vCPU stops with it. */
+  shutdown(reason: number = SHUTDOWN.poweroff): E.Either<XenError, number> {
+    return this.args.frame((a) => result("SCHEDOP_shutdown", this.hypercall(HYPERVISOR.sched_op, SCHEDOP.shutdown, a.put(sched_shutdown, { reason }))));
+  }
+
+  /**
+   * Waits until `ready()` holds, re-checking after every event on `port`.
+   * The check comes first, so a condition already true costs nothing.
+   */
+  async until(port: number, ready: () => boolean): Promise<void> {
+    while (!ready()) await this.events.wait(port);
+  }
+}
+
+/** The text of a NUL-terminated C string. */
+function cString(bytes: Uint8Array): string {
+  const end = bytes.indexOf(0);
+  return new TextDecoder().decode(end < 0 ? bytes : bytes.subarray(0, end));
+}
+
+/** Lets every task that can run, run until it waits again. */
+function settle(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/**
+ * Makes a kernel entry from `main`: boot, run `main`, and idle (blocking the
+ * vCPU) whenever every task waits. When `main` returns the domain powers
+ * off; when it throws, the domain crashes with the error on Xen's console.
+ */
+export function kernelMain(main: (k: Kernel) => Promise<void>): KernelEntry {
+  return async (platform) => {
+    const k = Kernel.boot(platform);
+    let done = false;
+    let failure: { error: unknown } | undefined;
+    main(k).then(
+      () => (done = true),
+      (error: unknown) => {
+        failure = { error };
+        done = true;
+      },
+    );
+    for (;;) {
+      await settle();
+      if (done) break;
+      platform.hypercall(HYPERVISOR.sched_op, SCHEDOP.block);
+      await platform.descheduled();
+    }
+    if (failure !== undefined) throw failure.error;
+    k.shutdown(SHUTDOWN.poweroff);
+    await platform.descheduled();
+  };
+}

@@ -304,6 +304,7 @@ export class Engine {
           continue;
         }
         if (this.mode === "deterministic") return "idle";
+        if (opts.until !== undefined && hv.now >= opts.until) return "until";
         await this.waitForInput(opts.until);
         continue;
       }

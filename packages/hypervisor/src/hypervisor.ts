@@ -215,7 +215,8 @@ export class Hypervisor {
 
   /** Wakes a blocked `v` (an event or timer arrived for it). */
   wake(v: Vcpu): void {
-    if (v.runstate !== RUNSTATE.blocked) return;
+    // A shut-down or dying domain's vCPUs stay stopped, whatever events arrive.
+    if (v.runstate !== RUNSTATE.blocked || (v.domain.state !== "running" && v.domain.state !== "paused")) return;
     if (v.poll !== undefined && !pollSatisfied(this, v) && (v.poll.deadline === undefined || v.poll.deadline > this.now)) return;
     v.poll = undefined;
     this.setRunstate(v, RUNSTATE.runnable);

@@ -22,3 +22,4 @@ export * from "./dom0-build.js";
 export * from "./grant-table.js";
 export { consoleInput, guestCallback, type GuestCallback } from "./misc-ops.js";
 export { domainTimeOffset } from "./control-ops.js";
+export * from "./event-channel.js";

@@ -53,21 +53,24 @@ export interface ChromeTrace {
   readonly displayTimeUnit: "ns";
 }
 
+/** The process the pCPU tracks are shown under: Xen's own domid, `DOMID_XEN`. */
+export const PCPU_TRACE_PID = 0x7ff2;
+
 /**
  * Converts records to Chrome trace events: one process per domain (pid =
  * domid), one thread per vCPU; schedule slices become complete ("X")
- * events on the pCPU's track, everything else instant ("i") events.
- * Timestamps are microseconds, as the format wants.
+ * events on a track per pCPU (under pid {@link PCPU_TRACE_PID}), everything
+ * else instant ("i") events. Timestamps are microseconds, as the format wants.
  */
 export function toChromeTrace(records: readonly TraceRecord[]): ChromeTrace {
-  const events: Record<string, unknown>[] = [];
+  const events: Record<string, unknown>[] = [{ name: "process_name", ph: "M", pid: PCPU_TRACE_PID, args: { name: "Xen: pCPUs" } }];
   const pids = new Set<number>();
   for (const r of records) {
     const ts = r.t / 1000;
     if ("domid" in r) pids.add(r.domid);
     switch (r.kind) {
       case "schedule":
-        events.push({ name: `d${r.domid}v${r.vcpu}`, cat: "schedule", ph: "X", ts, dur: r.ns / 1000, pid: "pCPUs", tid: r.pcpu });
+        events.push({ name: `d${r.domid}v${r.vcpu}`, cat: "schedule", ph: "X", ts, dur: r.ns / 1000, pid: PCPU_TRACE_PID, tid: r.pcpu });
         break;
       case "hypercall":
         events.push({ name: r.op, cat: "hypercall", ph: "i", s: "t", ts, pid: r.domid, tid: r.vcpu, args: { args: r.args, result: r.result } });
@@ -75,7 +78,7 @@ export function toChromeTrace(records: readonly TraceRecord[]): ChromeTrace {
       default: {
         const { t: _t, kind, ...args } = r;
         const tid = "vcpu" in r ? r.vcpu : 0;
-        events.push({ name: kind, cat: kind, ph: "i", s: "t", ts, pid: "domid" in r ? r.domid : 0, tid, args });
+        events.push({ name: kind, cat: kind, ph: "i", s: "t", ts, pid: r.domid, tid, args });
       }
     }
   }

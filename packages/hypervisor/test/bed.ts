@@ -10,7 +10,7 @@
  * const { port } = b.args(b.domU).get(evtchn_alloc_unbound, va);
  * ```
  */
-import { expect } from "vitest";
+import { afterEach, expect } from "vitest";
 import { PAGE_SIZE, decodeStruct, encodeStruct, zeroStruct, type StructLayout, type StructValue } from "@pvkit/abi";
 import { Hypervisor, checkInvariants, copyFromGuest, copyToGuest, type Domain } from "@pvkit/hypervisor";
 
@@ -102,12 +102,24 @@ export function makeDomain(hv: Hypervisor, domid: number, privileged: boolean, p
   return d;
 }
 
-/** A hypervisor with dom0 and `domUs` unprivileged domains (default 2). */
+/** A virtual address nothing maps in a bed domain (its RAM is pfns 0..31). */
+export const UNMAPPED = 100 * PAGE_SIZE;
+
+const liveBeds: Bed[] = [];
+// Every bed made in a test is checked by the invariant checker after the test, whatever it did.
+afterEach(() => {
+  for (const b of liveBeds.splice(0)) expectInvariants(b.hv);
+});
+
+/**
+ * A hypervisor with dom0 and `domUs` unprivileged domains (default 2). The
+ * invariant checker runs on it after the test.
+ */
 export function bed(opts: { domUs?: number; frames?: number; pcpus?: number } = {}): Bed {
   const hv = new Hypervisor({ frames: opts.frames ?? 1024, pcpus: opts.pcpus ?? 2 });
   const dom0 = makeDomain(hv, 0, true);
   const domUs = Array.from({ length: opts.domUs ?? 2 }, (_, i) => makeDomain(hv, i + 1, false));
-  return {
+  const b: Bed = {
     hv,
     dom0,
     domU: domUs[0]!,
@@ -115,6 +127,8 @@ export function bed(opts: { domUs?: number; frames?: number; pcpus?: number } = 
     call: (d, op, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0) => hv.hypercall(d.vcpus[0]!, op, a1, a2, a3, a4, a5),
     args: (d) => new GuestArgs(hv, d),
   };
+  liveBeds.push(b);
+  return b;
 }
 
 /** Asserts the invariant checker finds nothing wrong. */

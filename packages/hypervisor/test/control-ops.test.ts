@@ -38,21 +38,10 @@ import {
 } from "@pvkit/abi";
 import type { Domain } from "@pvkit/hypervisor";
 import { domainTimeOffset } from "../src/control-ops.js";
-import { bed as makeBed, expectInvariants, type Bed } from "./bed.js";
+import { UNMAPPED, bed, expectInvariants, type Bed } from "./bed.js";
 
 const E = XEN_ERRNO;
-const UNMAPPED = 100 * 4096;
 
-const beds: Bed[] = [];
-/** A test bed whose invariants are checked after the test, whatever it did. */
-function bed(opts?: Parameters<typeof makeBed>[0]): Bed {
-  const b = makeBed(opts);
-  beds.push(b);
-  return b;
-}
-afterEach(() => {
-  for (const b of beds.splice(0)) expectInvariants(b.hv);
-});
 const U = xen_domctl.fields.u.offset;
 const SU = xen_sysctl.fields.u.offset;
 

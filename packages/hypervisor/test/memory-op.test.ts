@@ -16,22 +16,10 @@ import {
 } from "@pvkit/abi";
 import { DomainGuestMemory, type Domain } from "@pvkit/hypervisor";
 import { grantFrame } from "../src/grant-table.js";
-import { bed as makeBed, expectInvariants, type Bed } from "./bed.js";
+import { UNMAPPED, bed, expectInvariants, type Bed } from "./bed.js";
 
 const E = XEN_ERRNO;
-/** Virtual address of a page that nothing maps in a bed domain (RAM is pfns 0..31). */
-const UNMAPPED = 100 * PAGE_SIZE;
 
-const beds: Bed[] = [];
-/** A test bed whose invariants are checked after the test, whatever it did. */
-function bed(opts?: Parameters<typeof makeBed>[0]): Bed {
-  const b = makeBed(opts);
-  beds.push(b);
-  return b;
-}
-afterEach(() => {
-  for (const b of beds.splice(0)) expectInvariants(b.hv);
-});
 
 function u64s(values: readonly (number | bigint)[]): Uint8Array {
   const out = new Uint8Array(8 * values.length);

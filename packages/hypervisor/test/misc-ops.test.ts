@@ -22,21 +22,10 @@ import {
 } from "@pvkit/abi";
 import type { Domain } from "@pvkit/hypervisor";
 import { consoleInput, guestCallback } from "../src/misc-ops.js";
-import { bed as makeBed, expectInvariants, type Bed } from "./bed.js";
+import { UNMAPPED, bed, expectInvariants, type Bed } from "./bed.js";
 
 const E = XEN_ERRNO;
-const UNMAPPED = 100 * PAGE_SIZE;
 
-const beds: Bed[] = [];
-/** A test bed whose invariants are checked after the test, whatever it did. */
-function bed(opts?: Parameters<typeof makeBed>[0]): Bed {
-  const b = makeBed(opts);
-  beds.push(b);
-  return b;
-}
-afterEach(() => {
-  for (const b of beds.splice(0)) expectInvariants(b.hv);
-});
 
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes.subarray(0, bytes.indexOf(0) < 0 ? bytes.length : bytes.indexOf(0)));
 

@@ -1,5 +1,5 @@
 /**
- * `npm run bench`: the cost of the ring protocol, as ratios against
+ * `npm run bench`: the cost of pvkit's paths, as ratios against
  * baselines measured in the same run.
  *
  * - blkif ring, field codec: a round trip of requests and responses through
@@ -11,12 +11,20 @@
  *   against the same baseline.
  * - console byte ring: bytes through write/read, against a baseline of the
  *   same two copies with plain Uint8Array.set.
+ * - hypercall dispatch: `xen_version` through the hypervisor's table (trace
+ *   off), against calling a function that returns the same number.
+ * - the evtchn-pingpong example end to end (host boot, dom0 building two
+ *   domUs, 1000 round trips over an interdomain channel with block, wake
+ *   and upcall each way, teardown), against 1000 round trips of two async
+ *   functions passing the turn with bare promises: what the whole
+ *   paravirtual path costs over JavaScript's own scheduling.
  *
  * Each case runs interleaved with its baseline for several rounds and the
  * median ratio is reported, so a burst of load on a shared machine moves
  * both sides alike.
  */
-import { PAGE_SIZE, blkif_request, blkif_response, SRING_HEADER_SIZE } from "@pvkit/abi";
+import { HYPERVISOR, PAGE_SIZE, XENVER, blkif_request, blkif_response, SRING_HEADER_SIZE } from "@pvkit/abi";
+import { Hypervisor, type Domain } from "@pvkit/hypervisor";
 import { BackRing, FrontRing, consoleBackend, consoleGuest, structCodec, type Codec } from "@pvkit/ring";
 
 const ROUNDS = 7;
@@ -135,6 +143,70 @@ function consoleBytes(): number {
   return sum;
 }
 
+const CALLS = 300_000;
+const hv = new Hypervisor({ frames: 256, trace: false });
+const dom = hv.createDomain({ maxPages: 8, maxVcpus: 1, privileged: false }) as Domain;
+const xenVersionBaseline = (op: number, cmd: number) => (op === HYPERVISOR.xen_version && cmd === XENVER.version ? (4 << 16) | 17 : -38);
+function baselineCalls(): number {
+  let sum = 0;
+  for (let i = 0; i < CALLS; i++) sum += xenVersionBaseline(HYPERVISOR.xen_version, XENVER.version) & 1;
+  return sum;
+}
+function hypercalls(): number {
+  let sum = 0;
+  const v = dom.vcpus[0]!;
+  for (let i = 0; i < CALLS; i++) sum += hv.hypercall(v, HYPERVISOR.xen_version, XENVER.version, 0) & 1;
+  return sum;
+}
+
+const ROUND_TRIPS = 1_000;
+/** Baseline: two async tasks handing a turn back and forth with bare promises, ROUND_TRIPS times. */
+async function baselinePromisePingPong(): Promise<number> {
+  let wakePong: (() => void) | undefined;
+  let wakePing: (() => void) | undefined;
+  let trips = 0;
+  const pong = (async () => {
+    for (let i = 0; i < ROUND_TRIPS; i++) {
+      await new Promise<void>((r) => (wakePong = r));
+      wakePing?.();
+    }
+  })();
+  for (let i = 0; i < ROUND_TRIPS; i++) {
+    const back = new Promise<void>((r) => (wakePing = r));
+    await Promise.resolve();
+    wakePong?.();
+    await back;
+    trips++;
+  }
+  await pong;
+  return trips;
+}
+
+/** The whole stack: the evtchn-pingpong example (boot dom0, build two domUs, 1000 round trips, tear down). */
+async function examplePingPong(): Promise<number> {
+  const url = new URL("../../examples/dist/evtchn-pingpong/main.js", import.meta.url).href;
+  const { runPingPong } = (await import(url)) as { runPingPong: (seed: number, count: number) => Promise<{ console: string[] }> };
+  const { console: lines } = await runPingPong(1, ROUND_TRIPS);
+  return lines.some((l) => l.includes(`ping: ${ROUND_TRIPS} round trips`)) ? ROUND_TRIPS : 0;
+}
+
+async function compareAsync(name: string, baseline: () => Promise<number>, subject: () => Promise<number>, unit: string, perRound: number): Promise<void> {
+  const ratios: number[] = [];
+  const rates: number[] = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    const t0 = process.hrtime.bigint();
+    const b = await baseline();
+    const t1 = process.hrtime.bigint();
+    const s = await subject();
+    const t2 = process.hrtime.bigint();
+    if (b !== s) throw new Error(`${name}: subject and baseline disagree (${s} vs ${b})`);
+    if (round === 0) continue;
+    ratios.push(Number(t2 - t1) / Number(t1 - t0));
+    rates.push(perRound / (Number(t2 - t1) / 1e9));
+  }
+  console.log(`${name.padEnd(34)} ${median(ratios).toFixed(2).padStart(6)}× baseline   (${(median(rates) / 1e3).toFixed(1)} k${unit}/s this run)`);
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)]!;
@@ -154,7 +226,9 @@ function compare(name: string, baseline: () => number, subject: () => number, un
   console.log(`${name.padEnd(34)} ${median(ratios).toFixed(2).padStart(6)}× baseline   (${(median(rates) / 1e6).toFixed(1)} M${unit}/s this run)`);
 }
 
-console.log(`ring benchmarks: median of ${ROUNDS - 1} rounds, each interleaved with its baseline`);
+console.log(`pvkit benchmarks: median of ${ROUNDS - 1} rounds, each interleaved with its baseline`);
 compare("blkif round trip, field codec", baselineSlots, fieldRing, " req", OPS);
 compare("blkif round trip, structCodec", baselineSlots, structRing, " req", OPS);
 compare("console byte ring, 64-byte writes", baselineBytes, consoleBytes, "B", BYTES);
+compare("hypercall dispatch (xen_version)", baselineCalls, hypercalls, " call", CALLS);
+await compareAsync("evtchn-pingpong example, whole stack", baselinePromisePingPong, examplePingPong, " round trip", ROUND_TRIPS);

@@ -176,6 +176,11 @@ export function vcpuOp(ctx: HypercallContext, cmd: number, vcpuid: number, arg: 
       return 0;
 
     case VCPUOP.down:
+      // As Xen's common_vcpu_op: taking down the last vCPU that is up powers the domain off.
+      if (d.vcpus.every((o) => o === v || o.runstate === RUNSTATE.offline)) {
+        hv.shutdown(d, SHUTDOWN.poweroff);
+        return 0;
+      }
       if (v.runstate !== RUNSTATE.offline) {
         hv.setRunstate(v, RUNSTATE.offline);
         hv.hooks.deschedule(v);

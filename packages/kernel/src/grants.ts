@@ -122,7 +122,8 @@ export class Grants {
    * Ends access through `ref` and frees it: a compare-and-exchange of the
    * flags to 0. While the grantee still maps the page (`GTF_reading` or
    * `GTF_writing` set) it fails, the reference stays granted, and the page
-   * must not be reused.
+   * must not be reused. A reference not granted (or already ended) is refused
+   * with `GNTST_bad_gntref`, so it is never freed twice.
    */
   endAccess(ref: number): E.Either<XenError, void> {
     const table = this.frames[Math.floor(ref / ENTRIES_PER_FRAME)];
@@ -130,6 +131,8 @@ export class Grants {
     const at = ((ref % ENTRIES_PER_FRAME) * grant_entry_v1.size) / 2;
     for (;;) {
       const flags = Atomics.load(table, at);
+      // Not granted (never, or already ended): it is on the free list, and must not go there twice.
+      if ((flags & GTF.type_mask) === GTF.invalid) return E.left(grantError("end_foreign_access", GNTST.bad_gntref));
       if (flags & (GTF.reading | GTF.writing)) return E.left({ ...grantError("end_foreign_access", GNTST.general_error), message: `end_foreign_access: grant ${ref} is still mapped by its grantee` });
       if (Atomics.compareExchange(table, at, flags, 0) === flags) break;
     }

@@ -72,6 +72,21 @@ export interface GuestMemory {
   write(va: number, data: Uint8Array): void;
 }
 
+/**
+ * Host interrupt lines: how host I/O reaches the privileged domain. dom0
+ * stands in for the host's operating system (it alone reaches host files and
+ * sockets, as Linux dom0 drives the hardware); when host I/O completes
+ * outside any vCPU, the code that saw it raises a line, and dom0 receives it
+ * as an event on the port it bound to that line with `EVTCHNOP_bind_pirq`, as
+ * Xen delivers a physical IRQ to dom0.
+ */
+export interface HostIrqs {
+  /** Allocates a free line; returns its pirq number, to bind with `EVTCHNOP_bind_pirq`. */
+  alloc(): number;
+  /** Raises line `pirq`: callable from any host callback, it marks the bound port pending and wakes dom0. */
+  raise(pirq: number): void;
+}
+
 /** What a kernel is handed at boot. See the module documentation. */
 export interface Platform {
   /** Enter the hypervisor. */
@@ -88,6 +103,8 @@ export interface Platform {
    * time slice.
    */
   descheduled(): Promise<void>;
+  /** Host interrupt lines; present only for the privileged domain's boot vCPU. */
+  readonly hostIrqs?: HostIrqs;
 }
 
 /**

@@ -26,7 +26,7 @@
 import { RUNSTATE, SHUTDOWN, decodeKernelImage, vcpu_info, vcpu_time_info, type KernelEntry, type Platform, type Upcall } from "@pvkit/abi";
 import type { Domain, Vcpu } from "./domain.js";
 import { CreditScheduler } from "./credit.js";
-import { localEventsPending } from "./event-channel.js";
+import { localEventsPending, raisePirq } from "./event-channel.js";
 import { DomainGuestMemory, copyFromGuest } from "./guest-memory.js";
 import type { Hypervisor } from "./hypervisor.js";
 
@@ -178,7 +178,18 @@ export class Engine {
   private platformFor(v: Vcpu, startInfo: number): Platform {
     const hv = this.hv;
     const runner = () => this.runners.get(v)!;
+    const hostIrqs =
+      v.domain.privileged && v.id === 0
+        ? {
+            alloc: () => hv.allocHostIrq(),
+            raise: (pirq: number) => {
+              // Host I/O completed outside any vCPU: deliver it now, and let an idle realtime engine see it.
+              if (raisePirq(hv, pirq)) this.kick();
+            },
+          }
+        : undefined;
     return {
+      ...(hostIrqs && { hostIrqs }),
       startInfo,
       memory: new DomainGuestMemory(hv.machine, v.domain),
       hypercall: (op, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0) => {

@@ -139,6 +139,10 @@ const UNBOUND = EVTCHNSTAT.unbound;
 const INTERDOMAIN = EVTCHNSTAT.interdomain;
 const VIRQ_STATE = EVTCHNSTAT.virq;
 const IPI = EVTCHNSTAT.ipi;
+const PIRQ_STATE = EVTCHNSTAT.pirq;
+
+/** Host interrupt lines a hypervisor offers (pvkit's "physical" IRQs). */
+export const NR_HOST_IRQS = 256;
 
 const PENDING = shared_info.fields.evtchn_pending.offset;
 const MASK = shared_info.fields.evtchn_mask.offset;
@@ -189,6 +193,10 @@ export class EventChannels {
   readonly remotePort = new Uint16Array(NR_PORTS);
   /** Virq ports: the virq number. */
   readonly virq = new Uint8Array(NR_PORTS);
+  /** Pirq ports: the host interrupt line. */
+  readonly pirq = new Uint16Array(NR_PORTS);
+  /** Host interrupt line → port (0: not bound). */
+  readonly pirqToPort = new Uint16Array(NR_HOST_IRQS);
   /** Per vCPU, virq → port (0: not bound). Global virqs are in vCPU 0's table. */
   readonly virqToPort: readonly Uint16Array[];
   /** Ports below this are valid (Xen's `valid_evtchns`): a multiple of 64, growing as ports are allocated. */
@@ -242,6 +250,7 @@ export class EventChannels {
     this.remoteDomid[port] = 0;
     this.remotePort[port] = 0;
     this.virq[port] = 0;
+    this.pirq[port] = 0;
     this.inUse--;
     if (port < this.lowestFree) this.lowestFree = port;
   }
@@ -261,6 +270,7 @@ export type PortState = {
   | { readonly status: typeof EVTCHNSTAT.unbound; readonly remoteDomid: number }
   | { readonly status: typeof EVTCHNSTAT.interdomain; readonly remoteDomid: number; readonly remotePort: number }
   | { readonly status: typeof EVTCHNSTAT.virq; readonly virq: number }
+  | { readonly status: typeof EVTCHNSTAT.pirq; readonly pirq: number }
   | { readonly status: typeof EVTCHNSTAT.ipi }
 );
 
@@ -348,6 +358,9 @@ function closePort(hv: Hypervisor, d: Domain, port: number): number {
   switch (ec.status[port]) {
     case UNBOUND:
     case IPI:
+      break;
+    case PIRQ_STATE:
+      ec.pirqToPort[ec.pirq[port]!] = 0;
       break;
     case VIRQ_STATE: {
       const virq = ec.virq[port]!;
@@ -456,6 +469,40 @@ function bindVirq(ctx: HypercallContext, arg: DataView): number {
   return 0;
 }
 
+function bindPirq(ctx: HypercallContext, arg: DataView): number {
+  const { hv, domain: d } = ctx;
+  const f = evtchn_bind_pirq.fields;
+  const pirq = f.pirq.get(arg, 0);
+  if (!hv.hostIrqAllocated(pirq)) return -E.EINVAL;
+  if (!hv.allows(d, "evtchn:bind_pirq")) return -E.EPERM;
+  const ec = channels(hv, d);
+  if (ec.pirqToPort[pirq] !== 0) return -E.EEXIST;
+  const port = ec.freePort();
+  if (port < 0) return port;
+  ec.claim(port, PIRQ_STATE, 0);
+  ec.pirq[port] = pirq;
+  ec.pirqToPort[pirq] = port;
+  f.port.set(arg, 0, port);
+  return 0;
+}
+
+/**
+ * Xen's `send_guest_pirq`: marks pending the port a domain bound to host
+ * interrupt line `pirq`. Nothing happens if no live domain bound it.
+ * @returns whether a port was signalled.
+ */
+export function raisePirq(hv: Hypervisor, pirq: number): boolean {
+  if (!Number.isInteger(pirq) || pirq < 0 || pirq >= NR_HOST_IRQS) return false;
+  for (const d of hv.domains.values()) {
+    const ec = hv.evtchn.get(d);
+    const port = ec?.pirqToPort[pirq] ?? 0;
+    if (d.dead || ec === undefined || port === 0) continue;
+    setPending(hv, d, ec.notifyVcpu[port]!, port);
+    return true;
+  }
+  return false;
+}
+
 function bindIpi(ctx: HypercallContext, arg: DataView): number {
   const d = ctx.domain;
   const f = evtchn_bind_ipi.fields;
@@ -513,6 +560,9 @@ function status(ctx: HypercallContext, arg: DataView): number {
       break;
     case VIRQ_STATE:
       f.virq.set(arg, 0, ec.virq[port]!);
+      break;
+    case PIRQ_STATE:
+      f.pirq.set(arg, 0, ec.pirq[port]!);
       break;
   }
   f.vcpu.set(arg, 0, ec.notifyVcpu[port]!);
@@ -590,8 +640,11 @@ function reset(ctx: HypercallContext, arg: DataView, resuming: boolean): number 
  *   `expand_array` (not implemented: guests fall back to 2-level), and
  *   `set_priority` on a valid port (2-level ports have no priority, as on Xen).
  *
- * `EVTCHNOP_bind_pirq` answers `-EINVAL`: the machine has no physical IRQs,
- * so every pirq is out of range.
+ * `EVTCHNOP_bind_pirq` binds a host interrupt line (see
+ * {@link Hypervisor.allocHostIrq}) to a port of a privileged domain: pvkit's
+ * "physical" IRQs are the host's I/O completions, raised with
+ * {@link raisePirq}. A line not allocated, or one already bound, answers
+ * `-EINVAL` or `-EEXIST`; an unprivileged caller `-EPERM`.
  */
 export function eventChannelOp(ctx: HypercallContext, cmd: number, argVa: number): number {
   switch (cmd) {
@@ -604,7 +657,7 @@ export function eventChannelOp(ctx: HypercallContext, cmd: number, argVa: number
     case EVTCHNOP.bind_ipi:
       return withArg(ctx, argVa, evtchn_bind_ipi, true, (a) => bindIpi(ctx, a));
     case EVTCHNOP.bind_pirq:
-      return withArg(ctx, argVa, evtchn_bind_pirq, true, () => -E.EINVAL);
+      return withArg(ctx, argVa, evtchn_bind_pirq, true, (a) => bindPirq(ctx, a));
     case EVTCHNOP.close:
       return withArg(ctx, argVa, evtchn_close, false, (a) => closePort(ctx.hv, ctx.domain, evtchn_close.fields.port.get(a, 0)));
     case EVTCHNOP.send:
@@ -706,6 +759,8 @@ export function portState(hv: Hypervisor, d: Domain, port: number): PortState | 
       return { ...base, status: INTERDOMAIN, remoteDomid: ec.remoteDomid[port]!, remotePort: ec.remotePort[port]! };
     case VIRQ_STATE:
       return { ...base, status: VIRQ_STATE, virq: ec.virq[port]! };
+    case PIRQ_STATE:
+      return { ...base, status: PIRQ_STATE, pirq: ec.pirq[port]! };
     default:
       return { ...base, status: IPI };
   }
@@ -731,7 +786,8 @@ export function portsInUse(hv: Hypervisor, d: Domain): PortState[] {
  * symmetric (A:p → B:q implies B:q → A:p, both interdomain); an unbound port
  * is offered to a concrete domid (never `DOMID_SELF`); the virq tables and
  * the virq ports agree both ways (a per-vCPU virq in its notify vCPU's table,
- * a global one in vCPU 0's).
+ * a global one in vCPU 0's); host-line (pirq) ports and their lines agree both
+ * ways and belong to privileged domains.
  */
 export function evtchnInvariants(hv: Hypervisor): string[] {
   const problems: string[] = [];
@@ -774,6 +830,12 @@ export function evtchnInvariants(hv: Hypervisor): string[] {
           else if (ec.virqToPort[owner]?.[virq] !== port) problems.push(`${at} is bound to virq ${virq}, but vCPU ${owner}'s table does not name it`);
           break;
         }
+        case PIRQ_STATE: {
+          const pirq = ec.pirq[port]!;
+          if (ec.pirqToPort[pirq] !== port) problems.push(`${at} is bound to host line ${pirq}, but the line names port ${ec.pirqToPort[pirq]}`);
+          else if (!d.privileged) problems.push(`${at} is bound to host line ${pirq} in an unprivileged domain`);
+          break;
+        }
         case IPI:
           break;
         default:
@@ -781,6 +843,9 @@ export function evtchnInvariants(hv: Hypervisor): string[] {
       }
     }
     if (open !== ec.inUse) problems.push(`${who}: ${ec.inUse} ports counted in use, but ${open} are open`);
+    ec.pirqToPort.forEach((port, pirq) => {
+      if (port !== 0 && (ec.status[port] !== PIRQ_STATE || ec.pirq[port] !== pirq)) problems.push(`${who}: host line ${pirq} names port ${port}, which is not bound to it`);
+    });
     if (d.dead && open > 0) problems.push(`${who} is dying with ${open} ports still open`);
     ec.virqToPort.forEach((table, vcpu) =>
       table.forEach((port, virq) => {

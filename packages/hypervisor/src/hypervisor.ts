@@ -10,7 +10,7 @@
  */
 import { DOMID, HYPERVISOR, RUNSTATE, SHUTDOWN, VIRQ, XEN_ERRNO, cName, keyOf } from "@pvkit/abi";
 import { Domain, type DomainConfig, type ShutdownReason, type Vcpu } from "./domain.js";
-import { EventChannels, eventChannelOp, evtchnDestroy, localEventsPending, pollSatisfied, sendVirq } from "./event-channel.js";
+import { EventChannels, NR_HOST_IRQS, eventChannelOp, evtchnDestroy, localEventsPending, pollSatisfied, sendVirq } from "./event-channel.js";
 import { GrantTable, grantDestroy, grantTableOp } from "./grant-table.js";
 import { dummyPolicy, type HypercallContext, type HypercallHandler, type Policy } from "./hypercall.js";
 import { MachineMemory, PageType } from "./machine.js";
@@ -70,6 +70,7 @@ export class Hypervisor {
 
   private readonly table = new Map<number, HypercallHandler>();
   private nextDomid = 0;
+  private readonly hostIrqs = new Set<number>();
 
   /** Boots a hypervisor with empty machine memory. */
   constructor(config: HypervisorConfig) {
@@ -332,6 +333,27 @@ export class Hypervisor {
         if (v.poll?.deadline !== undefined && v.poll.deadline <= t) this.wake(v);
       }
     }
+  }
+
+  /**
+   * Allocates a host interrupt line (a pirq) for host I/O to be delivered to
+   * the privileged domain; the line is bound with `EVTCHNOP_bind_pirq` and
+   * raised with `raisePirq`. Lines start at 16, above the legacy ISA range.
+   * @throws when all are in use
+   */
+  allocHostIrq(): number {
+    for (let pirq = 16; pirq < NR_HOST_IRQS; pirq++) {
+      if (!this.hostIrqs.has(pirq)) {
+        this.hostIrqs.add(pirq);
+        return pirq;
+      }
+    }
+    throw new Error(`all ${NR_HOST_IRQS - 16} host interrupt lines are in use`);
+  }
+
+  /** True if `pirq` is an allocated host interrupt line. */
+  hostIrqAllocated(pirq: number): boolean {
+    return this.hostIrqs.has(pirq);
   }
 
   /** Writes a line to Xen's console (what `xl dmesg` shows). */

@@ -131,3 +131,15 @@ export function fillStartInfo(
     nr_p2m_frames: BigInt(fields.layout.p2mPages),
   });
 }
+
+/**
+ * Writes the P2M list (`start_info.mfn_list`): the u64 mfn of each pfn, in
+ * the bootstrap region's P2M pages. `pageOf(pfn)` gives a view of a page of
+ * the new domain (however the builder reaches it), `mfns[pfn]` the frame.
+ */
+export function writeP2mList(layout: BootLayout, mfns: readonly number[], pageOf: (pfn: number) => DataView): void {
+  for (let pfn = 0; pfn < mfns.length; pfn++) {
+    const at = pfn * 8;
+    pageOf(layout.p2mPfn + Math.floor(at / PAGE_SIZE)).setBigUint64(at % PAGE_SIZE, BigInt(mfns[pfn]!), true);
+  }
+}

@@ -24,7 +24,7 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import { pipe } from "fp-ts/lib/function.js";
-import { GNTTAB_RESERVED, GTF, PAGE_SIZE, encodeKernelImage, fillStartInfo, grant_entry_v1, planBootLayout, type BootLayout } from "@pvkit/abi";
+import { GNTTAB_RESERVED, GTF, PAGE_SIZE, encodeKernelImage, fillStartInfo, grant_entry_v1, planBootLayout, writeP2mList, type BootLayout } from "@pvkit/abi";
 import type { Kernel, XenError } from "@pvkit/kernel";
 import { Toolstack } from "./toolstack.js";
 
@@ -106,10 +106,7 @@ function writeBootstrap(ts: Toolstack, d: BuiltDomain, image: Uint8Array, cmdlin
     const mem = ts.k.memory.memory;
     const page = (pfn: number) => mem.page(vas[pfn]!);
     mem.write(vas[layout.imagePfn]!, image);
-    for (let pfn = 0; pfn < p2m.length; pfn++) {
-      const at = pfn * 8;
-      page(layout.p2mPfn + Math.floor(at / PAGE_SIZE)).setBigUint64(at % PAGE_SIZE, BigInt(p2m[pfn]!), true);
-    }
+    writeP2mList(layout, p2m, page);
     fillStartInfo(page(layout.startInfoPfn), {
       nrPages: p2m.length,
       sharedInfoMfn: d.sharedInfoMfn,

@@ -33,6 +33,8 @@ interface VcpuCredit {
   credit: number;
   priority: number;
   parked: boolean;
+  /** Ran, or wanted to, since the last accounting: only active vCPUs share their domain's credit. */
+  active: boolean;
   /** Order of arrival in the run queue, for FIFO within a priority. */
   seq: number;
 }
@@ -53,7 +55,7 @@ export class CreditScheduler {
 
   private info(v: Vcpu): VcpuCredit {
     let s = this.state.get(v);
-    if (s === undefined) this.state.set(v, (s = { credit: 0, priority: Priority.UNDER, parked: false, seq: 0 }));
+    if (s === undefined) this.state.set(v, (s = { credit: 0, priority: Priority.UNDER, parked: false, active: true, seq: 0 }));
     return s;
   }
 
@@ -80,6 +82,7 @@ export class CreditScheduler {
   enqueue(v: Vcpu, how: "woken" | "preempted" | "yielded"): void {
     if (this.queued(v)) return;
     const s = this.info(v);
+    s.active = true;
     if (how === "woken" && s.priority === Priority.UNDER) s.priority = Priority.BOOST;
     s.seq = how === "yielded" ? ++this.seq + 1e12 : ++this.seq;
     this.runq.push(v);
@@ -122,6 +125,7 @@ export class CreditScheduler {
   /** Charges `v` for `ns` of pCPU time; a boosted vCPU drops to its earned priority. */
   charge(v: Vcpu, ns: number): void {
     const s = this.info(v);
+    s.active = true;
     s.credit -= ns;
     s.priority = s.credit > 0 ? Priority.UNDER : Priority.OVER;
     if (s.credit <= 0 && v.domain.sched.cap > 0) s.parked = true;
@@ -132,7 +136,9 @@ export class CreditScheduler {
     if (now < this.nextAccounting) return this.nextAccounting;
     // After a long idle stretch only one period's credit is dealt: unused time is not banked.
     this.nextAccounting = (Math.floor(now / ACCOUNTING_PERIOD) + 1) * ACCOUNTING_PERIOD;
-    const active = vcpus.filter((v) => v.domain.state === "running");
+    // As csched_acct: a period's credit goes to the vCPUs that were active in it (ran or queued),
+    // not to blocked or offline ones, so an idle vCPU does not dilute its busy siblings' share.
+    const active = vcpus.filter((v) => v.domain.state === "running" && (this.queued(v) || this.info(v).active));
     const byDomain = new Map<number, Vcpu[]>();
     for (const v of active) byDomain.set(v.domain.domid, [...(byDomain.get(v.domain.domid) ?? []), v]);
     const totalWeight = [...byDomain.values()].reduce((sum, vs) => sum + vs[0]!.domain.sched.weight, 0);
@@ -146,6 +152,7 @@ export class CreditScheduler {
         // Credit neither piles up beyond one period's worth nor sinks below one slice of debt, as in Xen.
         s.credit = Math.min(Math.max(s.credit, -TIMESLICE) + share / vs.length, ACCOUNTING_PERIOD);
         s.parked = false;
+        s.active = this.queued(v);
         if (s.priority !== Priority.BOOST) s.priority = s.credit > 0 ? Priority.UNDER : Priority.OVER;
       }
     }

@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { PAGE_SIZE, SIF, encodeKernelImage, fillStartInfo, planBootLayout, type KernelEntry } from "@pvkit/abi";
+import { PAGE_SIZE, SIF, encodeKernelImage, fillStartInfo, planBootLayout, writeP2mList, type KernelEntry } from "@pvkit/abi";
 import type { Domain } from "./domain.js";
 import { Engine } from "./engine.js";
 import { Hypervisor } from "./hypervisor.js";
@@ -21,6 +21,8 @@ export interface Dom0Config {
   readonly kernel: string | KernelEntry;
   /** Pages of RAM. */
   readonly pages: number;
+  /** Most pages dom0 may grow to (default: `pages`). */
+  readonly maxPages?: number;
   /** vCPUs (default 1). */
   readonly vcpus?: number;
   /** The kernel command line. */
@@ -36,7 +38,7 @@ export interface Dom0Config {
 export function buildDom0(hv: Hypervisor, engine: Engine, config: Dom0Config): Domain {
   const image = encodeKernelImage(typeof config.kernel === "string" ? config.kernel : "pvkit:inline-dom0-kernel");
   const layout = planBootLayout(config.pages, image.byteLength, config.module?.byteLength ?? 0);
-  const d = hv.createDomain({ maxPages: config.pages, maxVcpus: config.vcpus ?? 1, privileged: true }, 0);
+  const d = hv.createDomain({ maxPages: Math.max(config.pages, config.maxPages ?? 0), maxVcpus: config.vcpus ?? 1, privileged: true }, 0);
   if (typeof d === "number") throw new Error(`cannot create dom0: error ${d}`);
   for (let pfn = 0; pfn < config.pages; pfn++) {
     if (d.populate(pfn) < 0) throw new Error(`cannot build dom0: machine memory exhausted at page ${pfn} of ${config.pages}`);
@@ -46,10 +48,8 @@ export function buildDom0(hv: Hypervisor, engine: Engine, config: Dom0Config): D
   bytesAt(layout.imagePfn).set(image);
   const module = config.module ?? new Uint8Array(0);
   for (let off = 0; off < module.byteLength; off += PAGE_SIZE) bytesAt(layout.modulePfn + off / PAGE_SIZE).set(module.subarray(off, off + PAGE_SIZE));
-  for (let pfn = 0; pfn < config.pages; pfn++) {
-    const at = pfn * 8;
-    mem.frameView(d.pfnToMfn(layout.p2mPfn + Math.floor(at / PAGE_SIZE))!).setBigUint64(at % PAGE_SIZE, BigInt(d.pfnToMfn(pfn)!), true);
-  }
+  const mfns = Array.from({ length: config.pages }, (_, pfn) => d.pfnToMfn(pfn)!);
+  writeP2mList(layout, mfns, (pfn) => mem.frameView(mfns[pfn]!));
   fillStartInfo(mem.frameView(d.pfnToMfn(layout.startInfoPfn)!), {
     nrPages: config.pages,
     sharedInfoMfn: d.sharedInfoMfn,

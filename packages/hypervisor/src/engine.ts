@@ -54,9 +54,8 @@ export interface EngineConfig {
   /** The cost model. */
   readonly costs?: CostModel;
   /**
-   * Loads a kernel module named by an image, giving each domain its own
-   * instance. The default imports the URL with `?domid=N` appended, which
-   * makes a fresh module instance per domain.
+   * Loads a kernel module named by an image, giving each boot its own
+   * instance (the default, {@link importKernel}).
    */
   readonly loader?: KernelLoader;
 }
@@ -64,10 +63,17 @@ export interface EngineConfig {
 /** Finds the entry of the kernel module at `url`, a fresh instance for `domid`. */
 export type KernelLoader = (url: string, domid: number) => Promise<KernelEntry>;
 
-/** Imports `url` afresh for `domid` and returns its default export. */
+let kernelInstances = 0;
+
+/**
+ * Imports a fresh instance of the module at `url` and returns its default
+ * export. ES modules are cached by URL, so each boot gets a URL of its own
+ * (`?domid=N&boot=M`): two domains, or two boots of one domid, never share a
+ * module's state.
+ */
 export const importKernel: KernelLoader = async (url, domid) => {
   const sep = url.includes("?") ? "&" : "?";
-  const mod = (await import(`${url}${sep}domid=${domid}`)) as { default?: unknown };
+  const mod = (await import(`${url}${sep}domid=${domid}&boot=${++kernelInstances}`)) as { default?: unknown };
   if (typeof mod.default !== "function") throw new Error(`kernel module ${url} has no default export function`);
   return mod.default as KernelEntry;
 };
@@ -193,6 +199,9 @@ export class Engine {
       startInfo,
       memory: new DomainGuestMemory(hv.machine, v.domain),
       hypercall: (op, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0) => {
+        // Guest code runs only on a pCPU: a task that wakes outside its vCPU's slice (say, on host I/O)
+        // and enters the hypervisor would make the run depend on the host's timing.
+        if (this.running !== v) throw new Error(`hypercall ${op} from d${v.domain.domid}v${v.id} while it is not running on a pCPU`);
         const r = runner();
         r.hypercalls++;
         const result = hv.hypercall(v, op, a1, a2, a3, a4, a5);
@@ -433,8 +442,11 @@ export class Engine {
   private async waitForInput(until: number | undefined): Promise<void> {
     const limit = until === undefined ? 1000 : Math.max(0, this.wallStart + until / 1e6 - performance.now());
     await new Promise<void>((resolve) => {
-      this.kickResolve = resolve;
-      setTimeout(resolve, limit);
+      const timer = setTimeout(resolve, limit);
+      this.kickResolve = () => {
+        clearTimeout(timer);
+        resolve();
+      };
     });
     const wallNow = Math.round((performance.now() - this.wallStart) * 1e6);
     if (wallNow > this.hv.now) this.hv.advanceTo(until === undefined ? wallNow : Math.min(wallNow, until));

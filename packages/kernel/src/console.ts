@@ -12,7 +12,7 @@
 import { CONSOLEIO, HYPERVISOR } from "@pvkit/abi";
 import { consoleGuest, type ByteRingPair } from "@pvkit/ring";
 import type { Events } from "./events.js";
-import type { Hypercaller } from "./hypercall.js";
+import { xenError, type Hypercaller } from "./hypercall.js";
 
 /** Where a kernel's console output goes. */
 export interface Console {
@@ -30,11 +30,12 @@ export class HypervisorConsole implements Console {
   /** {@inheritDoc Console.write} */
   async write(text: string): Promise<void> {
     const bytes = new TextEncoder().encode(text);
-    this.hc.args.frame((a) => {
+    const rc = this.hc.args.frame((a) => {
       const va = a.alloc(bytes.byteLength);
       a.memory.write(va, bytes);
-      this.hc.hypercall(HYPERVISOR.console_io, CONSOLEIO.write, bytes.byteLength, va);
+      return this.hc.hypercall(HYPERVISOR.console_io, CONSOLEIO.write, bytes.byteLength, va);
     });
+    if (rc < 0) throw new Error(xenError("CONSOLEIO_write", rc).message);
   }
 
   /** {@inheritDoc Console.read} */

@@ -32,9 +32,14 @@ import {
   SHUTDOWN,
   SIF,
   VIRQ,
+  VCPUOP,
   XENMAPSPACE,
   XENMEM,
+  XENVER,
+  XEN_ERRNO,
   callback_register,
+  sched_poll,
+  xen_memory_reservation,
   decodeStruct,
   sched_shutdown,
   start_info,
@@ -46,8 +51,8 @@ import {
 import { HypervisorConsole, RingConsole, type Console } from "./console.js";
 import { Events } from "./events.js";
 import { Grants } from "./grants.js";
-import { ARG_STACK_PAGES, ArgStack, orThrow, result, type Hypercaller, type XenError } from "./hypercall.js";
-import { Memory } from "./memory.js";
+import { ARG_STACK_PAGES, ArgStack, orThrow, result, xenError, type Hypercaller, type XenError } from "./hypercall.js";
+import { INVALID_MFN, Memory } from "./memory.js";
 import { Clock, Timers } from "./time.js";
 
 /** What `start_info` told the kernel, decoded. */
@@ -107,8 +112,10 @@ export class Kernel implements Hypercaller {
 
     this.events = new Events(this, sharedInfo);
     platform.setUpcall(this.events.upcall);
-    this.args.frame((a) =>
-      this.hypercall(HYPERVISOR.callback_op, CALLBACKOP.register, a.put(callback_register, { type: CALLBACKTYPE.event, flags: 0, address: 0n })),
+    orThrow(
+      this.args.frame((a) =>
+        result("CALLBACKOP_register", this.hypercall(HYPERVISOR.callback_op, CALLBACKOP.register, a.put(callback_register, { type: CALLBACKTYPE.event, flags: 0, address: 0n }))),
+      ),
     );
 
     this.clock = new Clock(sharedInfo);
@@ -164,6 +171,89 @@ export class Kernel implements Hypercaller {
   /** Resolves after `ns` nanoseconds of system time. */
   sleep(ns: number): Promise<void> {
     return this.timers.sleep(ns);
+  }
+
+  /** Xen's version (`XENVER_version`): major and minor. */
+  xenVersion(): { readonly major: number; readonly minor: number } {
+    const v = this.hypercall(HYPERVISOR.xen_version, XENVER.version, 0);
+    return { major: v >>> 16, minor: v & 0xffff };
+  }
+
+  /**
+   * Grows the reservation by `count` pages (`XENMEM_populate_physmap` at the
+   * lowest pfns past the kernel's RAM) and hands them to the page allocator.
+   * @returns the pfns populated — possibly fewer than asked, when the domain
+   * reached `max_pages` — or the error if none could be.
+   */
+  increaseReservation(count: number): E.Either<XenError, number[]> {
+    const pfns = this.memory.unpopulatedPfns(count);
+    return this.args.frame((a) => {
+      const list = a.alloc(count * 8);
+      const view = new DataView(new ArrayBuffer(count * 8));
+      pfns.forEach((pfn, i) => view.setBigUint64(i * 8, BigInt(pfn), true));
+      a.memory.write(list, new Uint8Array(view.buffer));
+      const rc = this.hypercall(HYPERVISOR.memory_op, XENMEM.populate_physmap, a.put(xen_memory_reservation, { extent_start: BigInt(list), nr_extents: BigInt(count), extent_order: 0, domid: DOMID.SELF }));
+      if (rc <= 0) return E.left(xenError("XENMEM_populate_physmap", rc < 0 ? rc : -XEN_ERRNO.ENOMEM));
+      const out = new DataView(a.memory.read(list, rc * 8).buffer);
+      const done = pfns.slice(0, rc);
+      done.forEach((pfn, i) => this.memory.setMfn(pfn, Number(out.getBigUint64(i * 8, true))));
+      this.memory.addPages(done);
+      return E.right(done);
+    });
+  }
+
+  /**
+   * Gives free pages back (`XENMEM_decrease_reservation`), as a balloon
+   * driver does. The pages must be free in the allocator.
+   * @returns how many the hypervisor took.
+   */
+  decreaseReservation(pfns: readonly number[]): E.Either<XenError, number> {
+    if (!this.memory.takeFree(pfns)) return E.left({ op: "decrease_reservation", code: -XEN_ERRNO.EINVAL, name: "EINVAL", message: "decrease_reservation: a page to give back is in use" });
+    return this.args.frame((a) => {
+      const list = a.alloc(pfns.length * 8);
+      const view = new DataView(new ArrayBuffer(pfns.length * 8));
+      pfns.forEach((pfn, i) => view.setBigUint64(i * 8, BigInt(pfn), true));
+      a.memory.write(list, new Uint8Array(view.buffer));
+      const rc = this.hypercall(HYPERVISOR.memory_op, XENMEM.decrease_reservation, a.put(xen_memory_reservation, { extent_start: BigInt(list), nr_extents: BigInt(pfns.length), extent_order: 0, domid: DOMID.SELF }));
+      const given = Math.max(0, rc);
+      pfns.slice(0, given).forEach((pfn) => this.memory.setMfn(pfn, INVALID_MFN));
+      this.memory.addPages(pfns.slice(given)); // what Xen did not take stays ours
+      return result("XENMEM_decrease_reservation", rc);
+    });
+  }
+
+  /** Brings vCPU `id` up or down (`VCPUOP_up`/`VCPUOP_down`). */
+  vcpu(id: number, up: boolean): E.Either<XenError, number> {
+    return result(up ? "VCPUOP_up" : "VCPUOP_down", this.hypercall(HYPERVISOR.vcpu_op, up ? VCPUOP.up : VCPUOP.down, id, 0));
+  }
+
+  /** Whether vCPU `id` is up (`VCPUOP_is_up`). */
+  vcpuIsUp(id: number): E.Either<XenError, boolean> {
+    return E.map((n: number) => n === 1)(result("VCPUOP_is_up", this.hypercall(HYPERVISOR.vcpu_op, VCPUOP.is_up, id, 0)));
+  }
+
+  /** Lets other vCPUs run (`SCHEDOP_yield`), resolving when this one runs again. */
+  async yield(): Promise<void> {
+    this.hypercall(HYPERVISOR.sched_op, SCHEDOP.yield);
+    await this.platform.descheduled();
+  }
+
+  /**
+   * Sleeps until one of `ports` is pending or `timeoutNs` of system time has
+   * passed (`SCHEDOP_poll`; 0: no timeout), without an upcall.
+   */
+  async poll(ports: readonly number[], timeoutNs = 0): Promise<E.Either<XenError, void>> {
+    const deadline = timeoutNs === 0 ? 0 : this.clock.now() + timeoutNs;
+    const rc = this.args.frame((a) => {
+      const list = a.alloc(ports.length * 4);
+      const view = new DataView(new ArrayBuffer(ports.length * 4));
+      ports.forEach((p, i) => view.setUint32(i * 4, p, true));
+      a.memory.write(list, new Uint8Array(view.buffer));
+      return this.hypercall(HYPERVISOR.sched_op, SCHEDOP.poll, a.put(sched_poll, { ports: BigInt(list), nr_ports: ports.length, timeout: BigInt(deadline) }));
+    });
+    if (rc < 0) return E.left(xenError("SCHEDOP_poll", rc));
+    await this.platform.descheduled();
+    return E.right(undefined);
   }
 
   /** Shuts the domain down with `reason` (`SCHEDOP_shutdown`); the vCPU stops with it. */

@@ -13,3 +13,4 @@ export * from "./builder.js";
 export * from "./console-relay.js";
 export * from "./manifest.js";
 export { dom0Main } from "./kernel.js";
+export * from "./xenstore/index.js";

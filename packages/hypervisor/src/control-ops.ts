@@ -12,25 +12,31 @@
  *
  * ## Who may call
  *
- * Xen's dummy XSM makes almost every domctl and every sysctl `XSM_PRIV`: only
- * the control domain may, whatever the target, and a domain acting on itself
- * earns nothing. pvkit asks the policy `"domctl:<command>"` (or
- * `"sysctl:<command>"`) with the target domain, except that a domain naming
- * itself is asked about as a system-wide action (no target), so the dummy
- * policy answers as Xen's does while a finer policy still sees cross-domain
- * targets. The order of refusals is Xen's: a bad version (`-EACCES`), then a
- * domain that does not exist (`-ESRCH`), then the policy (`-EPERM`), then an
- * unknown command (`-ENOSYS`).
+ * Xen's dummy XSM makes every domctl pvkit has and every sysctl `XSM_PRIV`:
+ * only the control domain may, whatever the target, and a domain acting on
+ * itself earns nothing; `getdomaininfo` is `XSM_XS_PRIV`, open to the
+ * XenStore domain too. pvkit asks the policy `"domctl:<command>"` (or
+ * `"sysctl:<command>"`) with that class and the target domain. The order of
+ * refusals is Xen's: a bad version (`-EACCES`), then a domain that does not
+ * exist (`-ESRCH`), then the policy (`-EPERM`), then an unknown command
+ * (`-ENOSYS`).
  *
  * ## domctl commands (Xen 4.17 semantics)
  *
  * - `createdomain`: `xen_domctl.domain` names the id wanted; 0 or a reserved
  *   id asks the hypervisor to choose, which it does round-robin from the last
- *   id it chose (domid 0 is never chosen). An id in use is `-EEXIST`. Only PV
- *   domains exist, so any `XEN_DOMCTL_CDF_*` flag but `xs_domain` (HVM, HAP,
- *   IOMMU, nested virtualisation, vPMU, tboot) and any emulated device are
- *   `-EINVAL`. The domain starts paused with `max_pages` 0 and `max_vcpus`
- *   vCPUs; its id comes back in `xen_domctl.domain`.
+ *   id it chose (domid 0 is never chosen; see {@link Hypervisor.createDomain}).
+ *   An id in use is `-EEXIST`. Only PV domains exist, so any
+ *   `XEN_DOMCTL_CDF_*` flag but `xs_domain` (HVM, HAP, IOMMU, nested
+ *   virtualisation, vPMU, tboot) and any emulated device are `-EINVAL`. The
+ *   limits are Xen 4.17's: `max_grant_frames` and `max_maptrack_frames`
+ *   below 0 ask for the defaults (64 and 1024), and must otherwise lie in
+ *   1..64 and 0..1024 (`-EINVAL`); `max_evtchn_port` caps the ports the
+ *   domain may allocate (beyond 4095, the 2-level ABI's last, it changes
+ *   nothing). `grant_opts` is not checked: pvkit's grant tables are version 1
+ *   whatever it asks (Xen 4.17 refuses a version of 0 or above its maximum).
+ *   The domain starts paused with `max_pages` 0 and `max_vcpus` vCPUs; its
+ *   id comes back in `xen_domctl.domain`.
  * - `destroydomain`: tears the domain down (`-EINVAL` on oneself). A domain
  *   already dying, still held by another domain's mappings, answers 0 again.
  * - `pausedomain` / `unpausedomain`: the toolstack's nested pause count, at
@@ -50,7 +56,7 @@
  *   `putinfo` leaves the weight alone when given 0 and the cap alone when
  *   given `0xffff`; there are no per-vCPU parameters (`-EINVAL`).
  * - `setdomainhandle`, `settimeoffset`: the handle (UUID) and the wallclock
- *   offset in seconds ({@link domainTimeOffset}).
+ *   offset in seconds (`Domain.timeOffset`).
  *
  * ## sysctl commands
  *
@@ -95,10 +101,12 @@ import {
   xen_sysctl_sched_id,
   zeroStruct,
 } from "@pvkit/abi";
-import { MAX_PFN, type Domain } from "./domain.js";
+import type { Domain } from "./domain.js";
+import { DEFAULT_MAX_GRANT_FRAMES, DEFAULT_MAX_MAPTRACK_FRAMES } from "./grant-table.js";
 import { copyToGuest, readGuestStruct, writeGuestStruct } from "./guest-memory.js";
 import type { HypercallContext } from "./hypercall.js";
 import type { Hypervisor } from "./hypervisor.js";
+import { MAX_PFN } from "./p2m.js";
 
 const E = XEN_ERRNO;
 
@@ -118,27 +126,6 @@ const GPADDR_BITS = Math.log2(MAX_PFN) + 12;
 
 /** Bytes of Xen's console ring (`conring_size`'s default, 16 KiB). */
 const CONRING_SIZE = 16 * 1024;
-
-/** The last domid `createdomain` chose, per hypervisor (Xen's `rover`). */
-const rovers = new WeakMap<Hypervisor, number>();
-/** Domains created with `XEN_DOMCTL_CDF_xs_domain`: they run XenStore. */
-const xenstoreDomains = new WeakSet<Domain>();
-/** Wallclock offsets set by `XEN_DOMCTL_settimeoffset`, in seconds. */
-const timeOffsets = new WeakMap<Domain, bigint>();
-
-/**
- * The wallclock offset, in seconds, that the toolstack gave `d` with
- * `XEN_DOMCTL_settimeoffset` (0 until it does). Whoever publishes the
- * wallclock in `shared_info` adds it, as Xen does for PV guests.
- */
-export function domainTimeOffset(d: Domain): bigint {
-  return timeOffsets.get(d) ?? 0n;
-}
-
-/** Asks the policy, treating an action on oneself as a system-wide one (Xen's `XSM_PRIV`). */
-function permitted(ctx: HypercallContext, action: string, target: Domain | undefined): boolean {
-  return ctx.hv.allows(ctx.domain, action, target === ctx.domain ? undefined : target);
-}
 
 /**
  * `__HYPERVISOR_domctl(struct xen_domctl *)`. See the module documentation
@@ -168,7 +155,8 @@ export function domctl(ctx: HypercallContext, argVa: number): number {
     d = hv.domains.get(domid);
     if (d === undefined && cmd !== XEN_DOMCTL.getdomaininfo) return -E.ESRCH;
   }
-  if (!permitted(ctx, `domctl:${keyOf(XEN_DOMCTL, cmd) ?? cmd}`, d)) return -E.EPERM;
+  const xsm = cmd === XEN_DOMCTL.getdomaininfo ? "xs_priv" : "priv";
+  if (!hv.allows(ctx.domain, `domctl:${keyOf(XEN_DOMCTL, cmd) ?? cmd}`, xsm, d)) return -E.EPERM;
 
   // A command that answers checks first that it can, so a read-only argument changes nothing.
   const answers = cmd === XEN_DOMCTL.createdomain || cmd === XEN_DOMCTL.getdomaininfo || cmd === XEN_DOMCTL.scheduler_op;
@@ -227,7 +215,7 @@ export function domctl(ctx: HypercallContext, argVa: number): number {
       rc = setVcpuContext(ctx, d!, op);
       break;
     case XEN_DOMCTL.settimeoffset:
-      timeOffsets.set(d!, xen_domctl_settimeoffset.fields.time_offset_seconds.get(op, DOMCTL_U));
+      d!.timeOffset = xen_domctl_settimeoffset.fields.time_offset_seconds.get(op, DOMCTL_U);
       rc = 0;
       break;
     default:
@@ -262,39 +250,35 @@ function setVcpuContext(ctx: HypercallContext, d: Domain, op: DataView): number 
   return 0;
 }
 
-/** `XEN_DOMCTL_createdomain`: validates the configuration, picks the domid, creates the domain paused. */
+/** `XEN_DOMCTL_createdomain`: validates the configuration, creates the domain paused with the domid wanted or a chosen one. */
 function createDomain(hv: Hypervisor, op: DataView, wanted: number): number {
   const C = xen_domctl_createdomain.fields;
-  if ((C.flags.get(op, DOMCTL_U) & ~XEN_DOMCTL_CDF.xs_domain) !== 0) return -E.EINVAL;
+  const flags = C.flags.get(op, DOMCTL_U);
+  if ((flags & ~XEN_DOMCTL_CDF.xs_domain) !== 0) return -E.EINVAL;
   const arch = C.arch.at(DOMCTL_U);
   const archFields = C.arch.layout.fields;
   if (archFields.emulation_flags.get(op, arch) !== 0) return -E.EINVAL;
   if ((archFields.misc_flags.get(op, arch) & ~XEN_X86_MSR.RELAXED) !== 0) return -E.EINVAL;
-  let domid: number | undefined = wanted;
-  if (wanted > 0 && wanted < DOMID.FIRST_RESERVED) {
-    if (hv.domains.has(wanted)) return -E.EEXIST;
-  } else {
-    domid = pickDomid(hv);
-    if (domid === undefined) return -E.ENOMEM;
-  }
-  const d = hv.createDomain({ maxPages: 0, maxVcpus: C.max_vcpus.get(op, DOMCTL_U), privileged: false, handle: C.handle.get(op, DOMCTL_U) }, domid);
+  // A specific id is taken as asked (-EEXIST if in use); 0 or a reserved one asks the hypervisor to choose.
+  const domid = wanted > 0 && wanted < DOMID.FIRST_RESERVED ? wanted : undefined;
+  const grantFrames = C.max_grant_frames.get(op, DOMCTL_U);
+  const maptrackFrames = C.max_maptrack_frames.get(op, DOMCTL_U);
+  const d = hv.createDomain(
+    {
+      maxPages: 0,
+      maxVcpus: C.max_vcpus.get(op, DOMCTL_U),
+      privileged: false,
+      handle: C.handle.get(op, DOMCTL_U),
+      xenstore: (flags & XEN_DOMCTL_CDF.xs_domain) !== 0,
+      maxGrantFrames: grantFrames < 0 ? DEFAULT_MAX_GRANT_FRAMES : grantFrames,
+      maxMaptrackFrames: maptrackFrames < 0 ? DEFAULT_MAX_MAPTRACK_FRAMES : maptrackFrames,
+      maxEvtchnPort: Math.min(C.max_evtchn_port.get(op, DOMCTL_U), 0x7fffffff),
+    },
+    domid,
+  );
   if (typeof d === "number") return d;
-  if (wanted <= 0 || wanted >= DOMID.FIRST_RESERVED) rovers.set(hv, domid);
-  if ((C.flags.get(op, DOMCTL_U) & XEN_DOMCTL_CDF.xs_domain) !== 0) xenstoreDomains.add(d);
   xen_domctl.fields.domain.set(op, 0, d.domid);
   return 0;
-}
-
-/** The first free domid after the last one chosen, wrapping from the reserved ids to 1. */
-function pickDomid(hv: Hypervisor): number | undefined {
-  const rover = rovers.get(hv) ?? 0;
-  let dom = rover;
-  for (let tried = 0; tried < DOMID.FIRST_RESERVED - 1; tried++) {
-    dom++;
-    if (dom >= DOMID.FIRST_RESERVED) dom = 1;
-    if (!hv.domains.has(dom)) return dom;
-  }
-  return undefined;
 }
 
 /** Live and dying domains with id `first` and up, in domid order. */
@@ -328,7 +312,7 @@ function fillDomainInfo(hv: Hypervisor, d: Domain, view: DataView, base: number)
   if (d.dead) flags |= XEN_DOMINF.dying;
   if (d.shutdownReason !== undefined) flags |= XEN_DOMINF.shutdown | ((d.shutdownReason & XEN_DOMINF.shutdownmask) << XEN_DOMINF.shutdownshift);
   if (d.pauseCount > 0) flags |= XEN_DOMINF.paused;
-  if (xenstoreDomains.has(d)) flags |= XEN_DOMINF.xs_domain;
+  if (d.xenstore) flags |= XEN_DOMINF.xs_domain;
   I.domain.set(view, base, d.domid);
   I.flags.set(view, base, flags >>> 0);
   I.tot_pages.set(view, base, BigInt(d.totPages));
@@ -378,7 +362,7 @@ export function sysctl(ctx: HypercallContext, argVa: number): number {
   const F = xen_sysctl.fields;
   if (F.interface_version.get(op, 0) !== XEN_SYSCTL_INTERFACE.VERSION) return -E.EACCES;
   const cmd = F.cmd.get(op, 0);
-  if (!hv.allows(ctx.domain, `sysctl:${keyOf(XEN_SYSCTL, cmd) ?? cmd}`)) return -E.EPERM;
+  if (!hv.allows(ctx.domain, `sysctl:${keyOf(XEN_SYSCTL, cmd) ?? cmd}`, "priv")) return -E.EPERM;
   let rc: number;
   let afterCopyback: (() => void) | undefined;
   switch (cmd) {

@@ -18,8 +18,9 @@
  *
  * @module
  */
-import { PAGE_SIZE, RUNSTATE, SHUTDOWN, XEN_ERRNO } from "@pvkit/abi";
+import { RUNSTATE, SHUTDOWN, XEN_ERRNO } from "@pvkit/abi";
 import type { MachineMemory } from "./machine.js";
+import { INVALID_MFN, MAX_PFN, P2m } from "./p2m.js";
 
 /** Where a domain is in its life. "Blocked" is not a state: it is a running domain whose vCPUs all wait. */
 export type DomainState = "paused" | "running" | "shutdown" | "dying" | "destroyed";
@@ -27,11 +28,13 @@ export type DomainState = "paused" | "running" | "shutdown" | "dying" | "destroy
 /** A `SHUTDOWN_*` reason. */
 export type ShutdownReason = (typeof SHUTDOWN)[keyof typeof SHUTDOWN];
 
-/** P2M entry of a pfn with no frame. */
-export const INVALID_MFN = -1;
-
-/** The pseudo-physical space of a domain: pfns below 2^24 (64 GiB). */
-export const MAX_PFN = 1 << 24;
+/** An entry point a vCPU registered with `CALLBACKOP_register`: its guest virtual address and `CALLBACKF_*` flags. */
+export interface GuestCallback {
+  /** Where the guest is entered. */
+  readonly address: bigint;
+  /** `CALLBACKF_*` flags (`mask_events`). */
+  readonly flags: number;
+}
 
 /** A virtual CPU. Its scheduling state is Xen's runstate. */
 export class Vcpu {
@@ -63,6 +66,10 @@ export class Vcpu {
    * The engine boots the kernel from them when the vCPU first runs.
    */
   context: { readonly rip: number; readonly rsi: number } | undefined;
+  /** Entry points registered with `CALLBACKOP_register`, by `CALLBACKTYPE_*`. */
+  readonly callbacks = new Map<number, GuestCallback>();
+  /** True while the vCPU runs a multicall: a nested one is refused. */
+  inMulticall = false;
 
   /** Creates vCPU `id` of `domain`, offline until brought up. */
   constructor(domain: Domain, id: number) {
@@ -82,14 +89,33 @@ export interface DomainConfig {
   readonly privileged: boolean;
   /** Toolstack-chosen handle (a UUID's 16 bytes in Xen). */
   readonly handle?: Uint8Array;
+  /** Whether the domain runs XenStore (`XEN_DOMCTL_CDF_xs_domain`). */
+  readonly xenstore?: boolean;
+  /** Most grant-table frames (`max_grant_frames`): 1 up to Xen's default of 64, which is also pvkit's default. */
+  readonly maxGrantFrames?: number;
+  /** Most maptrack frames (`max_maptrack_frames`): 0 up to Xen's default of 1024, which is also pvkit's default. */
+  readonly maxMaptrackFrames?: number;
+  /** Highest event channel port the domain may use (`max_evtchn_port`); default 4095, the last of the 2-level ABI. */
+  readonly maxEvtchnPort?: number;
 }
 
-/** A foreign or grant mapping installed in a domain's address space. */
-export interface Mapping {
-  /** The machine frame mapped. */
+/** What a virtual page leads to: a machine frame, and whether writes are allowed. */
+export interface Translation {
+  /** The machine frame. */
   readonly mfn: number;
-  /** Whether writes are allowed through it. */
+  /** Whether writes are allowed. */
   readonly writable: boolean;
+}
+
+/**
+ * A mapping installed in a domain's address space over the direct map: by
+ * the physmap operations of `memory_op` (`physmap`: shared_info, grant-table
+ * frames, foreign pages) or by the grant table (`grant`: a mapped grant,
+ * which only `GNTTABOP_unmap_grant_ref` takes away).
+ */
+export interface Mapping extends Translation {
+  /** Who installed it, and so who may take it away. */
+  readonly kind: "physmap" | "grant";
 }
 
 /**
@@ -108,12 +134,10 @@ export class Domain {
   pauseCount = 1;
   /** Why it shut down, once it has. */
   shutdownReason: ShutdownReason | undefined;
-  /** `max_pages`: the reservation may not grow past it. */
+  /** `max_pages`: the RAM the domain owns may not grow past it. */
   maxPages: number;
-  /** Pages currently owned (`tot_pages`). */
-  totPages = 0;
-  /** pfn → mfn; {@link INVALID_MFN} where no frame is populated. Grows as pfns are used. */
-  p2m: Int32Array;
+  /** pfn → mfn of the domain's RAM. */
+  readonly p2m = new P2m();
   /** The vCPUs. */
   readonly vcpus: Vcpu[];
   /** Toolstack handle. */
@@ -132,6 +156,14 @@ export class Domain {
   readonly watchdogs: (number | undefined)[] = [undefined, undefined];
   /** Virtual time the domain was created, for `xl list`'s Time(s) and uptime. */
   readonly createdAt: number;
+  /** Whether it runs XenStore (`XEN_DOMCTL_CDF_xs_domain`): Xen's dummy policy lets it inspect any domain. */
+  readonly xenstore: boolean;
+  /**
+   * The wallclock offset in seconds the toolstack set with
+   * `XEN_DOMCTL_settimeoffset` (0 until it does). Whoever publishes the
+   * wallclock in `shared_info` adds it, as Xen does for PV guests.
+   */
+  timeOffset = 0n;
 
   private readonly machine: MachineMemory;
 
@@ -142,7 +174,7 @@ export class Domain {
     this.privileged = config.privileged;
     this.maxPages = config.maxPages;
     this.handle = config.handle ?? new Uint8Array(16);
-    this.p2m = new Int32Array(Math.max(16, config.maxPages)).fill(INVALID_MFN);
+    this.xenstore = config.xenstore ?? false;
     this.vcpus = Array.from({ length: config.maxVcpus }, (_, i) => new Vcpu(this, i));
     this.createdAt = now;
   }
@@ -152,18 +184,27 @@ export class Domain {
     return this.state === "dying" || this.state === "destroyed";
   }
 
+  /**
+   * Pages the domain owns as RAM (`tot_pages`): frames allocated to it by
+   * {@link populate}, whether or not still in its P2M. A page it gave back
+   * while another mapping holds it counts until that mapping goes, as Xen
+   * drops `tot_pages` only when a page is freed. Its shared_info and
+   * grant-table frames do not count.
+   */
+  get totPages(): number {
+    return this.machine.ramOwnedBy(this.domid);
+  }
+
   /** The frame behind `pfn`, or undefined. */
   pfnToMfn(pfn: number): number | undefined {
-    if (!Number.isInteger(pfn) || pfn < 0 || pfn >= this.p2m.length) return undefined;
-    const mfn = this.p2m[pfn]!;
-    return mfn === INVALID_MFN ? undefined : mfn;
+    return this.p2m.get(pfn);
   }
 
   /**
    * Allocates a frame at `pfn` from machine memory, within `max_pages`.
    * @returns the mfn, or a negative errno: `-EINVAL` for a pfn outside the
    * pseudo-physical space, `-EEXIST` if the pfn is populated, `-ENOMEM` if the
-   * domain is at its maximum or the machine is out of memory.
+   * RAM the domain owns has reached `max_pages` or the machine is out of memory.
    */
   populate(pfn: number): number {
     if (!Number.isInteger(pfn) || pfn < 0 || pfn >= MAX_PFN) return -XEN_ERRNO.EINVAL;
@@ -171,43 +212,31 @@ export class Domain {
     if (this.totPages >= this.maxPages) return -XEN_ERRNO.ENOMEM;
     const mfn = this.machine.alloc(this.domid);
     if (mfn === undefined) return -XEN_ERRNO.ENOMEM;
-    if (pfn >= this.p2m.length) this.growP2m(pfn + 1);
-    this.p2m[pfn] = mfn;
-    this.totPages++;
+    this.p2m.set(pfn, mfn);
     return mfn;
   }
 
-  /** Releases the frame at `pfn` (`decrease_reservation`). @returns false if nothing was there. */
+  /**
+   * Takes the frame at `pfn` out of the P2M and drops its reference
+   * (`decrease_reservation`); the frame is freed, and leaves `tot_pages`, once
+   * no other mapping holds it. @returns false if nothing was there.
+   */
   depopulate(pfn: number): boolean {
     const mfn = this.pfnToMfn(pfn);
     if (mfn === undefined) return false;
-    this.p2m[pfn] = INVALID_MFN;
-    this.totPages--;
+    this.p2m.delete(pfn);
     this.machine.put(mfn);
     return true;
   }
 
-  private growP2m(min: number): void {
-    let size = this.p2m.length;
-    while (size < min) size *= 2;
-    const next = new Int32Array(size).fill(INVALID_MFN);
-    next.set(this.p2m);
-    this.p2m = next;
-  }
-
   /**
-   * What the virtual page `vpn` maps: a foreign or grant mapping, or else the
+   * What the virtual page `vpn` maps: a physmap or grant mapping, or else the
    * direct map of RAM (virtual page n is pfn n, writable).
    */
-  translate(vpn: number): Mapping | undefined {
+  translate(vpn: number): Translation | undefined {
     const m = this.mappings.get(vpn);
     if (m !== undefined) return m;
     const mfn = this.pfnToMfn(vpn);
     return mfn === undefined ? undefined : { mfn, writable: true };
-  }
-
-  /** Bytes of RAM the domain owns. */
-  get memoryBytes(): number {
-    return this.totPages * PAGE_SIZE;
   }
 }

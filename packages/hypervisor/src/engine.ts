@@ -23,7 +23,7 @@
  *
  * @module
  */
-import { RUNSTATE, SHUTDOWN, decodeKernelImage, vcpu_info, vcpu_time_info, type KernelEntry, type Platform, type Upcall } from "@pvkit/abi";
+import { CALLBACKTYPE, RUNSTATE, SHUTDOWN, decodeKernelImage, vcpu_info, vcpu_time_info, type KernelEntry, type Platform, type Upcall } from "@pvkit/abi";
 import type { Domain, Vcpu } from "./domain.js";
 import { CreditScheduler } from "./credit.js";
 import { localEventsPending, raisePirq } from "./event-channel.js";
@@ -153,6 +153,12 @@ export class Engine {
       deschedule: (v) => {
         if (v !== this.running) this.scheduler.dequeue(v);
       },
+      destroyed: (d) => {
+        for (const v of d.vcpus) {
+          this.scheduler.forget(v);
+          this.runners.delete(v);
+        }
+      },
     };
     for (const d of hv.domains.values()) for (const v of d.vcpus) if (hv.runnable(v)) this.scheduler.enqueue(v, "woken");
   }
@@ -252,20 +258,26 @@ export class Engine {
     f.version.set(info, t, ((version + 1) | 1) + 1);
   }
 
-  /** Calls the guest's upcall if an event is deliverable to `v`. */
+  /**
+   * Calls the guest's upcall if an event is deliverable to `v`: the guest
+   * must have registered its event callback (`CALLBACKOP_register`,
+   * `CALLBACKTYPE_event`) and installed the handler, as a PV kernel on Xen
+   * gets no upcall before it registers one.
+   */
   private deliverUpcall(v: Vcpu): void {
     const r = this.runners.get(v);
-    if (r === undefined || r.upcall === undefined || r.inUpcall || !localEventsPending(this.hv, v)) return;
+    if (r === undefined || r.upcall === undefined || r.inUpcall || !v.callbacks.has(CALLBACKTYPE.event) || !localEventsPending(this.hv, v)) return;
     const info = this.hv.vcpuInfoView(v);
     if (info === undefined) return;
+    const mask = vcpu_info.fields.evtchn_upcall_mask;
     r.inUpcall = true;
     r.upcalls++;
-    info.setUint8(1, 1);
+    mask.set(info, 0, 1);
     this.hv.trace.record({ t: this.hv.now, kind: "upcall", domid: v.domain.domid, vcpu: v.id });
     try {
       r.upcall(v.id);
     } finally {
-      info.setUint8(1, 0);
+      mask.set(info, 0, 0);
       r.inUpcall = false;
     }
   }

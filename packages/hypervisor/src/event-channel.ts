@@ -4,7 +4,8 @@
  *
  * ## Ports
  *
- * Each domain has 4096 ports (`EVTCHN_2L_NR_CHANNELS`), numbered from 0.
+ * Each domain has 4096 ports (`EVTCHN_2L_NR_CHANNELS`), numbered from 0, of
+ * which it may allocate those up to its `max_evtchn_port` (set at creation).
  * Port 0 is reserved and never handed out, so a port number of 0 can mean
  * "none" to a guest, as it does on Xen. A new port is always the lowest free
  * one. Every port is in one of these states (the `EVTCHNSTAT_*` values that
@@ -114,7 +115,6 @@ import type { Domain, Vcpu } from "./domain.js";
 import { readGuestStruct, writeGuestStruct } from "./guest-memory.js";
 import type { HypercallContext } from "./hypercall.js";
 import type { Hypervisor } from "./hypervisor.js";
-import type { MachineMemory } from "./machine.js";
 
 /** Ports per domain with the 2-level ABI. */
 const NR_PORTS = EVTCHN_2L_NR_CHANNELS;
@@ -149,9 +149,6 @@ const MASK = shared_info.fields.evtchn_mask.offset;
 const UPCALL_PENDING = vcpu_info.fields.evtchn_upcall_pending.offset;
 const UPCALL_MASK = vcpu_info.fields.evtchn_upcall_mask.offset;
 const PENDING_SEL = vcpu_info.fields.evtchn_pending_sel.offset;
-
-// The 32-bit view of a 64-bit bitmap word is only right on a little-endian host.
-if (new Uint8Array(new Uint32Array([1]).buffer)[0] !== 1) throw new Error("pvkit's event channels need a little-endian host");
 
 const E = XEN_ERRNO;
 
@@ -201,17 +198,21 @@ export class EventChannels {
   readonly virqToPort: readonly Uint16Array[];
   /** Ports below this are valid (Xen's `valid_evtchns`): a multiple of 64, growing as ports are allocated. */
   validPorts = PORTS_PER_BUCKET;
+  /** The highest port that may be allocated (Xen's `max_evtchn_port`, at most 4095 with the 2-level ABI). */
+  readonly maxPort: number;
   /** Ports not closed (Xen's `active_evtchns`). */
   inUse = 0;
   /** No port below this is free (a search hint; port 0 is never free). */
   private lowestFree = 1;
 
-  /** An empty table for `domain`: every port closed, port 0 reserved. */
+  /** An empty table for `domain`: every port closed, port 0 reserved; no port above `maxPort` (`max_evtchn_port`) may be allocated. */
   constructor(
     readonly hv: Hypervisor,
     readonly domain: Domain,
+    maxPort: number = NR_PORTS - 1,
   ) {
     this.virqToPort = domain.vcpus.map(() => new Uint16Array(NR.VIRQS));
+    this.maxPort = Math.min(maxPort, NR_PORTS - 1);
   }
 
   /** Xen's `port_is_valid`: the port lies in an allocated bucket. */
@@ -221,17 +222,18 @@ export class EventChannels {
 
   /**
    * Xen's `get_free_port` without taking the port: the lowest free port, or
-   * `-ENOSPC` when all 4095 are in use, or `-EINVAL` if the domain is dying.
+   * `-ENOSPC` when every port up to {@link maxPort} is in use, or `-EINVAL`
+   * if the domain is dying.
    */
   freePort(): number {
     if (this.domain.dead) return -E.EINVAL;
-    for (let p = this.lowestFree; p < NR_PORTS; p++) {
+    for (let p = this.lowestFree; p <= this.maxPort; p++) {
       if (this.status[p] === CLOSED) {
         this.lowestFree = p;
         return p;
       }
     }
-    this.lowestFree = NR_PORTS;
+    this.lowestFree = this.maxPort + 1;
     return -E.ENOSPC;
   }
 
@@ -283,15 +285,6 @@ function channels(hv: Hypervisor, d: Domain): EventChannels {
 // ---------------------------------------------------------------------------
 // Bits in shared memory
 
-const wordViews = new WeakMap<MachineMemory, Int32Array>();
-
-/** Machine memory as 32-bit words, for Atomics. */
-function words(m: MachineMemory): Int32Array {
-  let w = wordViews.get(m);
-  if (w === undefined) wordViews.set(m, (w = new Int32Array(m.buffer)));
-  return w;
-}
-
 /** Atomically sets bit `bit` of the bitmap at byte `at` (4-aligned); true if it was already set. */
 function testAndSet(w: Int32Array, at: number, bit: number): boolean {
   const m = 1 << (bit & 31);
@@ -322,7 +315,7 @@ function sharedInfoAt(d: Domain): number {
 function raiseUpcall(hv: Hypervisor, v: Vcpu, port: number): boolean {
   const info = hv.vcpuInfoView(v);
   if (info === undefined) return false; // vCPUs past 31 have no vcpu_info in shared_info
-  if (testAndSet(words(hv.machine), info.byteOffset + PENDING_SEL, port >> 6)) return false;
+  if (testAndSet(hv.machine.words, info.byteOffset + PENDING_SEL, port >> 6)) return false;
   // vcpu_mark_events_pending: test-and-set the upcall flag; kick only on the edge.
   return (Atomics.or(hv.machine.bytes, info.byteOffset + UPCALL_PENDING, 1) & 1) === 0;
 }
@@ -335,7 +328,7 @@ function setPending(hv: Hypervisor, d: Domain, vcpuId: number, port: number): vo
   const si = sharedInfoAt(d);
   const v = d.vcpus[vcpuId];
   if (si < 0 || v === undefined) return;
-  const w = words(hv.machine);
+  const w = hv.machine.words;
   if (testAndSet(w, si + PENDING, port)) return;
   const upcall = !testBit(w, si + MASK, port) && raiseUpcall(hv, v, port);
   hv.trace.record({ t: hv.now, kind: "evtchn_pending", domid: d.domid, port, vcpu: vcpuId, upcall });
@@ -384,7 +377,7 @@ function closePort(hv: Hypervisor, d: Domain, port: number): number {
   }
   // Clear the pending bit so that a later binding of this port starts clean.
   const si = sharedInfoAt(d);
-  if (si >= 0) testAndClear(words(hv.machine), si + PENDING, port);
+  if (si >= 0) testAndClear(hv.machine.words, si + PENDING, port);
   ec.release(port);
   return 0;
 }
@@ -416,7 +409,7 @@ function allocUnbound(ctx: HypercallContext, arg: DataView): number {
   const ec = channels(ctx.hv, d);
   const port = ec.freePort();
   if (port < 0) return port;
-  if (!ctx.hv.allows(ctx.domain, "evtchn:alloc_unbound", d)) return -E.EPERM;
+  if (!ctx.hv.allows(ctx.domain, "evtchn:alloc_unbound", "target", d)) return -E.EPERM;
   const remote = f.remote_dom.get(arg, 0);
   ec.claim(port, UNBOUND, 0);
   ec.remoteDomid[port] = remote === DOMID.SELF ? ctx.domain.domid : remote;
@@ -474,7 +467,8 @@ function bindPirq(ctx: HypercallContext, arg: DataView): number {
   const f = evtchn_bind_pirq.fields;
   const pirq = f.pirq.get(arg, 0);
   if (!hv.hostIrqAllocated(pirq)) return -E.EINVAL;
-  if (!hv.allows(d, "evtchn:bind_pirq")) return -E.EPERM;
+  // Xen checks the caller's access to the irq; pvkit's host lines are the privileged domain's.
+  if (!hv.allows(d, "evtchn:bind_pirq", "priv")) return -E.EPERM;
   const ec = channels(hv, d);
   if (ec.pirqToPort[pirq] !== 0) return -E.EEXIST;
   const port = ec.freePort();
@@ -547,7 +541,7 @@ function status(ctx: HypercallContext, arg: DataView): number {
   const ec = channels(ctx.hv, d);
   const port = f.port.get(arg, 0);
   if (!ec.isValid(port)) return -E.EINVAL;
-  if (!ctx.hv.allows(ctx.domain, "evtchn:status", d)) return -E.EPERM;
+  if (!ctx.hv.allows(ctx.domain, "evtchn:status", "target", d)) return -E.EPERM;
   const state = ec.status[port]!;
   f.status.set(arg, 0, state);
   switch (state) {
@@ -599,7 +593,7 @@ function unmask(ctx: HypercallContext, arg: DataView): number {
   const si = sharedInfoAt(d);
   const vcpuId = ec.notifyVcpu[port]!;
   const v = d.vcpus[vcpuId]!;
-  const w = words(hv.machine);
+  const w = hv.machine.words;
   // evtchn_2l_unmask: only a mask this call clears, on a pending port, re-delivers.
   if (si >= 0 && testAndClear(w, si + MASK, port) && testBit(w, si + PENDING, port)) {
     const upcall = raiseUpcall(hv, v, port);
@@ -612,7 +606,7 @@ function unmask(ctx: HypercallContext, arg: DataView): number {
 function reset(ctx: HypercallContext, arg: DataView, resuming: boolean): number {
   const d = ctx.hv.lookup(ctx.domain, evtchn_reset.fields.dom.get(arg, 0));
   if (d === undefined) return -E.ESRCH;
-  if (!ctx.hv.allows(ctx.domain, "evtchn:reset", d)) return -E.EPERM;
+  if (!ctx.hv.allows(ctx.domain, "evtchn:reset", "target", d)) return -E.EPERM;
   // Another domain's ports may only be reset while the toolstack has it paused.
   if (d !== ctx.domain && d.pauseCount === 0) return -E.EINVAL;
   if (resuming) return -E.EBUSY; // no reset is ever left half done here
@@ -635,7 +629,7 @@ function reset(ctx: HypercallContext, arg: DataView, resuming: boolean): number 
  *   on...), a virq out of range or a global virq on a vCPU other than 0;
  * - `-ENOENT`: no such vCPU;
  * - `-EEXIST`: the virq is already bound on that vCPU;
- * - `-ENOSPC`: all 4095 ports are in use;
+ * - `-ENOSPC`: every port up to the domain's `max_evtchn_port` is in use;
  * - `-ENOSYS`: an unknown command, the FIFO ABI's `init_control` and
  *   `expand_array` (not implemented: guests fall back to 2-level), and
  *   `set_priority` on a valid port (2-level ports have no priority, as on Xen).
@@ -733,7 +727,7 @@ export function localEventsPending(hv: Hypervisor, v: Vcpu): boolean {
 export function pollSatisfied(hv: Hypervisor, v: Vcpu): boolean {
   const si = sharedInfoAt(v.domain);
   if (v.poll === undefined || si < 0) return false;
-  const w = words(hv.machine);
+  const w = hv.machine.words;
   return v.poll.ports.some((p) => Number.isInteger(p) && p >= 0 && p < NR_PORTS && testBit(w, si + PENDING, p));
 }
 
@@ -745,7 +739,7 @@ export function portState(hv: Hypervisor, d: Domain, port: number): PortState | 
   const ec = hv.evtchn.get(d);
   if (ec === undefined || !ec.isValid(port) || ec.status[port] === CLOSED) return undefined;
   const si = sharedInfoAt(d);
-  const w = words(hv.machine);
+  const w = hv.machine.words;
   const base = {
     port,
     vcpu: ec.notifyVcpu[port]!,

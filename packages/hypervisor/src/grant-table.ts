@@ -20,10 +20,14 @@
  *   compare-and-exchange on the 32-bit word holding `flags` and `domid`, so
  *   the check of type and grantee and the setting of the flags are one atomic
  *   step against a granter rewriting the entry. The map returns a handle: an
- *   index into the grantee's *maptrack*, its table of live mappings.
+ *   index into the grantee's *maptrack*, its table of live mappings, which
+ *   holds `256 × max_maptrack_frames` of them (a full one answers
+ *   `GNTST_no_space`, as Xen 4.17 does).
  * - `GNTTABOP_unmap_grant_ref` removes a mapping by its handle; when the last
  *   mapping of the entry goes (the last writable one, for `GTF_writing`) the
- *   flag is cleared.
+ *   flag is cleared. A non-zero `dev_bus_addr` is checked only against a
+ *   mapping made with `GNTMAP_device_map` (`GNTST_bad_dev_addr` when it
+ *   differs), as in Xen 4.17.
  * - `GNTTABOP_copy` copies bytes between pages named by grant or (only for
  *   the caller's own pages) by frame, without mapping anything in the guest;
  *   the entry is pinned, with its flags set, only for the copy.
@@ -87,7 +91,7 @@ import {
   type StructLayout,
 } from "@pvkit/abi";
 import type { Domain, Mapping } from "./domain.js";
-import { copyToGuest, readGuestStruct, writeGuestStruct } from "./guest-memory.js";
+import { copyToGuest, readGuestStruct, u64ToNumber, writeGuestStruct } from "./guest-memory.js";
 import type { HypercallContext } from "./hypercall.js";
 import type { Hypervisor } from "./hypervisor.js";
 import { PageType } from "./machine.js";
@@ -118,10 +122,6 @@ const GNTTABOP_CMD_MASK = (1 << 12) - 1;
 
 /** Page types a writable grant mapping or copy cannot take (Xen's `get_page_type(PGT_writable_page)` fails). */
 const PAGE_TABLE_TYPES: ReadonlySet<number> = new Set([PageType.l1, PageType.l2, PageType.l3, PageType.l4]);
-
-// The flags+domid word is updated with Atomics, which use the host's byte
-// order, while the ABI is little-endian x86_64.
-if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) throw new Error("pvkit's grant tables need a little-endian host");
 
 /**
  * The hypervisor's shadow of an entry in use (Xen's `active_grant_entry`):
@@ -177,10 +177,10 @@ export interface GrantEntry {
 export class GrantTable {
   /** Machine frames of the shared table, in order: entry `ref` is in frame `ref / 512`. Owned by the domain, typed `grant_table`, not in `tot_pages`. */
   readonly frames: number[] = [];
-  /** Most frames the table may grow to (`max_grant_frames`; the toolstack may lower it at creation). */
-  maxFrames = DEFAULT_MAX_GRANT_FRAMES;
-  /** Most maptrack frames (`max_maptrack_frames`): the grantee may hold `256 ×` this many mappings. */
-  maxMaptrackFrames = DEFAULT_MAX_MAPTRACK_FRAMES;
+  /** Most frames the table may grow to (`max_grant_frames`, fixed at creation). */
+  maxFrames: number;
+  /** Most maptrack frames (`max_maptrack_frames`, fixed at creation): the grantee may hold `256 ×` this many mappings. */
+  maxMaptrackFrames: number;
   /** The grant table version in force: always 1. */
   readonly version = 1;
   /** Pinned entries of this domain's table, by grant reference. */
@@ -192,21 +192,22 @@ export class GrantTable {
   private maptrackLimit = 0;
   private readonly freeHandles: number[] = [];
   private readonly words: Int32Array;
-  private readonly halves: Uint16Array;
-  private readonly view: DataView;
 
   /**
-   * Creates the grant state of `domain` with one frame, so the entries the
-   * domain builder fills (`GNTTAB_RESERVED_CONSOLE`, `_XENSTORE`) exist. If
-   * machine memory is exhausted the table starts empty and grows on demand.
+   * Creates the grant state of `domain`, limited to `maxFrames` grant frames
+   * and `maxMaptrackFrames` maptrack frames, with one frame, so the entries
+   * the domain builder fills (`GNTTAB_RESERVED_CONSOLE`, `_XENSTORE`) exist.
+   * If machine memory is exhausted the table starts empty and grows on demand.
    */
   constructor(
     readonly hv: Hypervisor,
     readonly domain: Domain,
+    maxFrames = DEFAULT_MAX_GRANT_FRAMES,
+    maxMaptrackFrames = DEFAULT_MAX_MAPTRACK_FRAMES,
   ) {
-    this.words = new Int32Array(hv.machine.buffer);
-    this.halves = new Uint16Array(hv.machine.buffer);
-    this.view = new DataView(hv.machine.buffer);
+    this.words = hv.machine.words;
+    this.maxFrames = maxFrames;
+    this.maxMaptrackFrames = maxMaptrackFrames;
     this.grow(1);
   }
 
@@ -231,7 +232,7 @@ export class GrantTable {
     const m = this.hv.machine;
     const added: number[] = [];
     while (this.frames.length + added.length < nr) {
-      const mfn = m.alloc(this.domain.domid);
+      const mfn = m.alloc(this.domain.domid, "xenheap");
       if (mfn === undefined) {
         for (const f of added) m.put(f);
         return false;
@@ -267,7 +268,7 @@ export class GrantTable {
     const at = this.entryOffset(ref);
     if (at === undefined) return undefined;
     const raw = Atomics.load(this.words, at >> 2);
-    return { flags: raw & 0xffff, domid: raw >>> 16, frame: this.view.getUint32(at + 4, true) };
+    return { flags: raw & 0xffff, domid: raw >>> 16, frame: Atomics.load(this.words, (at >> 2) + 1) >>> 0 };
   }
 
   /**
@@ -298,7 +299,8 @@ export class GrantTable {
   /** Clears `mask` from the flags of entry `ref` atomically (Xen's `gnttab_clear_flags`); nothing once released. */
   clearFlags(ref: number, mask: number): void {
     const at = this.entryOffset(ref);
-    if (at !== undefined && mask !== 0) Atomics.and(this.halves, at >> 1, ~mask & 0xffff);
+    // flags are the low half of the word; the domid above them is kept.
+    if (at !== undefined && mask !== 0) Atomics.and(this.words, at >> 2, ~(mask & 0xffff));
   }
 
   /**
@@ -404,11 +406,6 @@ function liveDomain(ctx: HypercallContext, domid: number): Domain | undefined {
   return d === undefined || d.dead ? undefined : d;
 }
 
-/** A u64 guest value as a safe integer, or undefined. */
-function safe(v: bigint): number | undefined {
-  return v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : undefined;
-}
-
 /** Writes the `status` field of a struct at `va` (Xen's `__copy_field_to_guest(..., status)`). */
 function writeStatus(ctx: HypercallContext, va: number, layout: StructLayout, status: number): boolean {
   const field = layout.fields.status!;
@@ -434,7 +431,7 @@ function mapOne(ctx: HypercallContext, op: DataView): void {
   const lgt = hv.grants.get(ld);
   if (rd === undefined || rd.dead || rgt === undefined || lgt === undefined) return status(GNTST.bad_domain);
   const handle = lgt.allocHandle();
-  if (handle === undefined) return status(GNTST.no_device_space);
+  if (handle === undefined) return status(GNTST.no_space);
   const readonly = (flags & GNTMAP.readonly) !== 0;
   const pinned = pin(hv, rd, rgt, ref, ld, readonly, true);
   if (typeof pinned === "number") {
@@ -447,13 +444,14 @@ function mapOne(ctx: HypercallContext, op: DataView): void {
     lgt.freeHandle(handle);
     status(s);
   };
+  // No owner check is needed: pin() found the frame owned by the granter at the first pin, and
+  // the mappings holding the pin since keep it allocated, so owned by the granter.
   const m = hv.machine;
-  if (m.owner[mfn] !== rd.domid) return fail(GNTST.general_error); // Xen's "could not pin"
   if (!readonly && PAGE_TABLE_TYPES.has(m.type[mfn]!)) return fail(GNTST.general_error);
   // The host mapping (Xen's create_grant_host_mapping).
   if ((flags & GNTMAP.host_map) === 0 || (flags & GNTMAP.contains_pte) !== 0) return fail(GNTST.general_error);
-  const va = safe(F.host_addr.get(op, 0));
-  if (va === undefined || va % PAGE_SIZE !== 0) return fail(GNTST.general_error);
+  const va = u64ToNumber(F.host_addr.get(op, 0));
+  if (!Number.isInteger(va) || va % PAGE_SIZE !== 0) return fail(GNTST.general_error);
   const vpn = va / PAGE_SIZE;
   if (ld.translate(vpn) !== undefined) return fail(GNTST.general_error);
   // Commit: a writable type reference for an ordinary page, a general reference, the mapping.
@@ -463,7 +461,7 @@ function mapOne(ctx: HypercallContext, op: DataView): void {
     m.typeCount[mfn]!++;
   }
   m.get(mfn);
-  const mapping: Mapping = { mfn, writable: !readonly };
+  const mapping: Mapping = { mfn, writable: !readonly, kind: "grant" };
   ld.mappings.set(vpn, mapping);
   lgt.maptrack.set(handle, { granter: rd, ref, mfn, vpn, readonly, flags, typeRef, mapping });
   F.handle.set(op, 0, handle);
@@ -497,8 +495,9 @@ function unmapOne(ctx: HypercallContext, op: DataView): number {
     traceOp(hv, "unmap", ld, e.granter.domid, e.ref, s);
     return s;
   };
+  // Only a device mapping has a bus address to check (Xen 4.17's unmap_common).
   const bus = F.dev_bus_addr.get(op, 0);
-  if (bus !== 0n && bus !== BigInt(e.mfn) * BigInt(PAGE_SIZE)) return result(GNTST.general_error);
+  if ((e.flags & GNTMAP.device_map) !== 0 && bus !== 0n && bus !== BigInt(e.mfn) * BigInt(PAGE_SIZE)) return result(GNTST.bad_dev_addr);
   const host = F.host_addr.get(op, 0);
   if (host === 0n || host / BigInt(PAGE_SIZE) !== BigInt(e.vpn) || ld.mappings.get(e.vpn) !== e.mapping) return result(GNTST.general_error);
   undoMapping(hv, lgt, handle, e);
@@ -524,8 +523,8 @@ function claimCopyBuf(ctx: HypercallContext, d: Domain, isRef: boolean, ref: num
     }
     return { mfn: pinned.mfn, release: () => unpin(rgt, ref, readonly) };
   }
-  const mfn = safe(gmfn);
-  if (mfn === undefined || !ownedBy(hv, mfn, d)) return GNTST.bad_page;
+  const mfn = u64ToNumber(gmfn);
+  if (!ownedBy(hv, mfn, d)) return GNTST.bad_page;
   if (!readonly && PAGE_TABLE_TYPES.has(hv.machine.type[mfn]!)) return GNTST.general_error;
   return { mfn, release: () => {} };
 }
@@ -614,16 +613,16 @@ function setupTable(ctx: HypercallContext, va: number, count: number): number {
   const gt = target && hv.grants.get(target);
   let status: number;
   if (target === undefined || gt === undefined) status = GNTST.bad_domain;
-  else if (!hv.allows(ctx.domain, "grant:setup_table", target)) status = GNTST.permission_denied;
+  else if (!hv.allows(ctx.domain, "grant:setup_table", "target", target)) status = GNTST.permission_denied;
   else if (nr > gt.maxFrames) status = GNTST.general_error;
   else if (nr > gt.frames.length && !gt.grow(nr)) status = GNTST.general_error;
   else {
     status = GNTST.okay;
-    const list = safe(F.frame_list.get(op, 0));
+    const list = u64ToNumber(F.frame_list.get(op, 0));
     for (let i = 0; i < nr; i++) {
       const bytes = new Uint8Array(8);
       new DataView(bytes.buffer).setBigUint64(0, BigInt(gt.frames[i]!), true);
-      if (list === undefined || !copyToGuest(hv.machine, ctx.domain, list + i * 8, bytes)) status = GNTST.bad_virt_addr;
+      if (!copyToGuest(hv.machine, ctx.domain, list + i * 8, bytes)) status = GNTST.bad_virt_addr;
     }
   }
   traceOp(hv, "setup_table", ctx.domain, target?.domid ?? dom, -1, status);
@@ -642,7 +641,7 @@ function querySize(ctx: HypercallContext, va: number, count: number): number {
   const gt = target && hv.grants.get(target);
   let status: number;
   if (target === undefined || gt === undefined) status = GNTST.bad_domain;
-  else if (!hv.allows(ctx.domain, "grant:query_size", target)) status = GNTST.permission_denied;
+  else if (!hv.allows(ctx.domain, "grant:query_size", "target", target)) status = GNTST.permission_denied;
   else {
     F.nr_frames.set(op, 0, gt.frames.length);
     F.max_nr_frames.set(op, 0, gt.maxFrames);
@@ -671,7 +670,7 @@ function getVersion(ctx: HypercallContext, va: number): number {
   const F = gnttab_get_version.fields;
   const target = liveDomain(ctx, F.dom.get(op, 0));
   if (target === undefined) return -XEN_ERRNO.ESRCH;
-  if (!ctx.hv.allows(ctx.domain, "grant:get_version", target)) return -XEN_ERRNO.EPERM;
+  if (!ctx.hv.allows(ctx.domain, "grant:get_version", "target", target)) return -XEN_ERRNO.EPERM;
   const bytes = new Uint8Array(4);
   new DataView(bytes.buffer).setUint32(0, ctx.hv.grants.get(target)!.version, true);
   return copyToGuest(ctx.hv.machine, ctx.domain, va + F.version.offset, bytes) ? 0 : -XEN_ERRNO.EFAULT;
@@ -686,7 +685,7 @@ function getStatusFrames(ctx: HypercallContext, va: number, count: number): numb
   const target = liveDomain(ctx, F.dom.get(op, 0));
   let status: number;
   if (target === undefined) status = GNTST.bad_domain;
-  else if (!ctx.hv.allows(ctx.domain, "grant:get_status_frames", target)) status = GNTST.permission_denied;
+  else if (!ctx.hv.allows(ctx.domain, "grant:get_status_frames", "target", target)) status = GNTST.permission_denied;
   // Version 1 has no status frames: asking for any is asking for too many.
   else status = F.nr_frames.get(op, 0) > 0 ? GNTST.general_error : GNTST.okay;
   return writeStatus(ctx, va, gnttab_get_status_frames, status) ? 0 : -XEN_ERRNO.EFAULT;

@@ -15,6 +15,15 @@ import { GuestFault, PAGE_SIZE, type GuestMemory, type StructLayout } from "@pvk
 import type { Domain } from "./domain.js";
 import type { MachineMemory } from "./machine.js";
 
+/**
+ * A guest's 64-bit value (an address, a frame number) as a number: exact, or
+ * NaN when it is above 2^53 - 1, which every address and frame check refuses
+ * (NaN is no integer, and compares false with everything).
+ */
+export function u64ToNumber(value: bigint): number {
+  return value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : Number.NaN;
+}
+
 /** Calls `fn(mfn, offsetInPage, length, writable)` for each page piece of `[va, va + length)`; false if any page is unmapped. */
 function eachPiece(d: Domain, va: number, length: number, fn: (mfn: number, off: number, n: number, writable: boolean) => boolean): boolean {
   if (!Number.isSafeInteger(va) || !Number.isSafeInteger(length) || va < 0 || length < 0) return false;

@@ -8,11 +8,11 @@
  *
  * @module
  */
-import { DOMID, HYPERVISOR, RUNSTATE, SHUTDOWN, VIRQ, XEN_ERRNO, cName, keyOf } from "@pvkit/abi";
+import { DOMID, EVTCHN_2L_NR_CHANNELS, HYPERVISOR, PAGE_SIZE, RUNSTATE, SHUTDOWN, VIRQ, XEN_ERRNO, XEN_LEGACY, keyOf, vcpu_info } from "@pvkit/abi";
 import { Domain, type DomainConfig, type ShutdownReason, type Vcpu } from "./domain.js";
 import { EventChannels, NR_HOST_IRQS, eventChannelOp, evtchnDestroy, localEventsPending, pollSatisfied, sendVirq } from "./event-channel.js";
-import { GrantTable, grantDestroy, grantTableOp } from "./grant-table.js";
-import { dummyPolicy, type HypercallContext, type HypercallHandler, type Policy } from "./hypercall.js";
+import { DEFAULT_MAX_GRANT_FRAMES, DEFAULT_MAX_MAPTRACK_FRAMES, GrantTable, grantDestroy, grantTableOp } from "./grant-table.js";
+import { dummyPolicy, type HypercallContext, type HypercallHandler, type Policy, type XsmDefault } from "./hypercall.js";
 import { MachineMemory, PageType } from "./machine.js";
 import { memoryOp } from "./memory-op.js";
 import { callbackOp, consoleIo, multicall, xenVersion } from "./misc-ops.js";
@@ -26,6 +26,8 @@ export interface EngineHooks {
   wake(v: Vcpu): void;
   /** The running `v` gave up its pCPU (block, poll, yield, shutdown, pause). */
   deschedule(v: Vcpu): void;
+  /** `d` is destroyed: forget everything kept for its vCPUs. */
+  destroyed?(d: Domain): void;
 }
 
 /** Host-level configuration of a {@link Hypervisor}. */
@@ -67,9 +69,12 @@ export class Hypervisor {
   now = 0;
   /** Xen's console: what `console_io` writes and hypervisor messages, for `xl dmesg`. */
   readonly console: string[] = [];
+  /** Bytes typed at Xen's console and not yet read by `CONSOLEIO_read` (Xen's serial input ring). */
+  readonly serialInput: number[] = [];
 
   private readonly table = new Map<number, HypercallHandler>();
-  private nextDomid = 0;
+  /** The last domid chosen for a domain created without one (Xen's `rover`). */
+  private rover = 0;
   private readonly hostIrqs = new Set<number>();
 
   /** Boots a hypervisor with empty machine memory. */
@@ -98,18 +103,45 @@ export class Hypervisor {
 
   /**
    * Enters the hypervisor from `vcpu` (the guest's hypercall instruction).
-   * Unknown numbers answer `-ENOSYS`; a dead domain's calls answer `-ESRCH`.
+   *
+   * A guest's registers are numbers: an `op` that is not an integer, or an
+   * argument that is not a finite number (a BigInt, a string, NaN...),
+   * answers `-EINVAL` before any handler runs. A dead domain's calls answer
+   * `-ESRCH`, unknown numbers `-ENOSYS`.
+   *
+   * A handler that throws has hit a hypervisor bug, never the guest's fault:
+   * ring 0 contains it, as Xen contains a fault it can pin on one domain with
+   * `domain_crash`. The error goes to Xen's console with the hypercall and
+   * its caller, the calling domain is crashed (`SHUTDOWN_crash`), and the
+   * call answers `-EFAULT`. Whatever the handler changed before it threw
+   * stays changed.
    */
   hypercall(vcpu: Vcpu, op: number, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0): number {
-    const handler = this.table.get(op);
     const d = vcpu.domain;
+    const args = [a1, a2, a3, a4, a5];
+    const validOp = typeof op === "number" && Number.isInteger(op);
+    const registers = validOp && args.every((a) => typeof a === "number" && Number.isFinite(a));
+    const name = validOp ? (keyOf(HYPERVISOR, op) ?? String(op)) : "invalid";
     let result: number;
-    if (d.dead) result = -XEN_ERRNO.ESRCH;
-    else if (handler === undefined) result = -XEN_ERRNO.ENOSYS;
-    else result = handler({ hv: this, domain: d, vcpu }, a1, a2, a3, a4, a5);
+    if (!registers) result = -XEN_ERRNO.EINVAL;
+    else if (d.dead) result = -XEN_ERRNO.ESRCH;
+    else {
+      const handler = this.table.get(op);
+      if (handler === undefined) result = -XEN_ERRNO.ENOSYS;
+      else {
+        try {
+          result = handler({ hv: this, domain: d, vcpu }, a1, a2, a3, a4, a5);
+        } catch (error) {
+          this.log(`hypervisor bug in ${name} from d${d.domid}v${vcpu.id}: ${error instanceof Error ? error.message : String(error)}; crashing domain ${d.domid}`);
+          this.shutdown(d, SHUTDOWN.crash);
+          result = -XEN_ERRNO.EFAULT;
+        }
+      }
+    }
     if (this.trace.enabled) {
-      const name = keyOf(HYPERVISOR, op) ?? String(op);
-      this.trace.record({ t: this.now, kind: "hypercall", domid: d.domid, vcpu: vcpu.id, op: name, args: [a1, a2, a3, a4, a5], result });
+      // Only numbers go into the trace, which serializes as JSON.
+      const numbers = args.map((a) => (typeof a === "number" ? a : Number.NaN));
+      this.trace.record({ t: this.now, kind: "hypercall", domid: d.domid, vcpu: vcpu.id, op: name, args: numbers, result });
     }
     return result;
   }
@@ -125,47 +157,77 @@ export class Hypervisor {
     return this.domains.get(domid);
   }
 
-  /** Asks the policy whether `caller` may do `action` to `target`. */
-  allows(caller: Domain, action: string, target?: Domain): boolean {
-    return this.policy.allows(caller, action, target);
+  /**
+   * Asks the policy whether `caller` may do `action` to `target`; `xsm` is
+   * the operation's default class, as Xen's hook for it names.
+   */
+  allows(caller: Domain, action: string, xsm: XsmDefault, target?: Domain): boolean {
+    return this.policy.allows(caller, action, xsm, target);
   }
 
   /**
    * Creates a paused domain with a shared_info page and no RAM.
-   * @param domid a specific domid, or the next free one
+   *
+   * Without a domid, one is chosen as Xen's `XEN_DOMCTL_createdomain` does:
+   * round-robin, the first free id after the last one chosen this way,
+   * wrapping from the reserved ids to 1, so 0 is never chosen.
+   *
+   * The domid is checked first, as Xen's domctl does; then the configuration.
+   * The grant and event channel limits are checked as Xen 4.17 checks them
+   * (`grant_table_init`): `maxGrantFrames` from 1 to 64 and
+   * `maxMaptrackFrames` from 0 to 1024 (Xen's defaults, which bound what a
+   * domain may be given), `maxEvtchnPort` not negative.
+   * @param domid a specific domid, or undefined to choose one
    * @returns the domain, or a negative errno (`-EEXIST` for a domid in use,
-   * `-EINVAL` for a reserved domid or bad config, `-ENOMEM`).
+   * `-EINVAL` for a reserved domid or bad config, `-ENOMEM` when no domid or
+   * frame is free).
    */
   createDomain(config: DomainConfig, domid?: number): Domain | number {
-    if (!Number.isInteger(config.maxVcpus) || config.maxVcpus < 1 || config.maxVcpus > 32) return -XEN_ERRNO.EINVAL;
-    if (!Number.isInteger(config.maxPages) || config.maxPages < 0) return -XEN_ERRNO.EINVAL;
-    let id = domid;
-    if (id === undefined) {
-      while (this.domains.has(this.nextDomid)) this.nextDomid++;
-      id = this.nextDomid;
-    }
+    const id = domid ?? this.chooseDomid();
+    if (id === undefined) return -XEN_ERRNO.ENOMEM;
     if (!Number.isInteger(id) || id < 0 || id >= DOMID.FIRST_RESERVED) return -XEN_ERRNO.EINVAL;
     if (this.domains.has(id)) return -XEN_ERRNO.EEXIST;
+    if (!Number.isInteger(config.maxVcpus) || config.maxVcpus < 1 || config.maxVcpus > XEN_LEGACY.MAX_VCPUS) return -XEN_ERRNO.EINVAL;
+    if (!Number.isInteger(config.maxPages) || config.maxPages < 0) return -XEN_ERRNO.EINVAL;
+    const grantFrames = config.maxGrantFrames ?? DEFAULT_MAX_GRANT_FRAMES;
+    const maptrackFrames = config.maxMaptrackFrames ?? DEFAULT_MAX_MAPTRACK_FRAMES;
+    const evtchnPort = config.maxEvtchnPort ?? EVTCHN_2L_NR_CHANNELS - 1;
+    if (!Number.isInteger(grantFrames) || grantFrames < 1 || grantFrames > DEFAULT_MAX_GRANT_FRAMES) return -XEN_ERRNO.EINVAL;
+    if (!Number.isInteger(maptrackFrames) || maptrackFrames < 0 || maptrackFrames > DEFAULT_MAX_MAPTRACK_FRAMES) return -XEN_ERRNO.EINVAL;
+    if (!Number.isInteger(evtchnPort) || evtchnPort < 0) return -XEN_ERRNO.EINVAL;
     const d = new Domain(this.machine, id, config, this.now);
-    const si = this.machine.alloc(id);
+    const si = this.machine.alloc(id, "xenheap");
     if (si === undefined) return -XEN_ERRNO.ENOMEM;
     this.machine.type[si] = PageType.shared_info;
     this.machine.typeCount[si] = 1;
     d.sharedInfoMfn = si;
     // Upcalls start masked, as Xen leaves them until the guest is ready.
-    for (const v of d.vcpus) this.vcpuInfoView(v)?.setUint8(1, 1);
+    for (const v of d.vcpus) {
+      const info = this.vcpuInfoView(v);
+      if (info !== undefined) vcpu_info.fields.evtchn_upcall_mask.set(info, 0, 1);
+    }
     d.vcpus[0]!.runstate = RUNSTATE.runnable; // vCPU 0 is up; it runs once the domain is unpaused
     this.domains.set(id, d);
-    this.evtchn.set(d, new EventChannels(this, d));
-    this.grants.set(d, new GrantTable(this, d));
+    this.evtchn.set(d, new EventChannels(this, d, evtchnPort));
+    this.grants.set(d, new GrantTable(this, d, grantFrames, maptrackFrames));
     this.traceDomain(d, "created", `paused, max ${config.maxPages} pages, ${config.maxVcpus} vCPU(s)${config.privileged ? ", privileged" : ""}`);
     return d;
   }
 
-  /** The `vcpu_info` of `v` in its domain's shared_info (vCPUs 0..31), as a DataView at its base. */
+  /** The first free domid after the rover, wrapping from the reserved ids to 1; the rover moves to it. */
+  private chooseDomid(): number | undefined {
+    let dom = this.rover;
+    for (let tried = 1; tried < DOMID.FIRST_RESERVED; tried++) {
+      dom = dom + 1 >= DOMID.FIRST_RESERVED ? 1 : dom + 1;
+      if (!this.domains.has(dom)) return (this.rover = dom);
+    }
+    return undefined;
+  }
+
+  /** The `vcpu_info` of `v` in its domain's shared_info (vCPUs below `XEN_LEGACY_MAX_VCPUS`), as a DataView at its base. */
   vcpuInfoView(v: Vcpu): DataView | undefined {
-    if (v.id >= 32 || v.domain.sharedInfoMfn < 0) return undefined;
-    return new DataView(this.machine.buffer, v.domain.sharedInfoMfn * 4096 + v.id * 64, 64);
+    if (v.id >= XEN_LEGACY.MAX_VCPUS || v.domain.sharedInfoMfn < 0) return undefined;
+    return new DataView(this.machine.buffer, v.domain.sharedInfoMfn * PAGE_SIZE + v.id * vcpu_info.size, vcpu_info.size);
   }
 
   /** Pauses `d` once more (`XEN_DOMCTL_pausedomain`). */
@@ -263,7 +325,7 @@ export class Hypervisor {
     // Each mapping holds one reference on its frame (grant mappings were undone above).
     for (const m of d.mappings.values()) this.machine.put(m.mfn);
     d.mappings.clear();
-    for (let pfn = 0; pfn < d.p2m.length; pfn++) d.depopulate(pfn);
+    d.p2m.forEach((_mfn, pfn) => d.depopulate(pfn));
     this.machine.put(d.sharedInfoMfn);
     d.sharedInfoMfn = -1;
     this.reap();
@@ -281,6 +343,7 @@ export class Hypervisor {
       if (d.state !== "dying" || this.machine.ownedBy(d.domid) > 0) continue;
       d.state = "destroyed";
       this.domains.delete(d.domid);
+      this.hooks.destroyed?.(d);
       this.traceDomain(d, "destroyed");
       this.notifyDomExc();
     }
@@ -372,7 +435,3 @@ export class Hypervisor {
   }
 }
 
-/** The C name of a hypercall number, for messages (`__HYPERVISOR_sched_op`). */
-export function hypercallName(op: number): string {
-  return cName(HYPERVISOR, op);
-}

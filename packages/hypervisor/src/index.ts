@@ -10,6 +10,7 @@
  */
 export * from "./machine.js";
 export * from "./domain.js";
+export * from "./p2m.js";
 export * from "./guest-memory.js";
 export * from "./hypercall.js";
 export * from "./hypervisor.js";
@@ -20,6 +21,5 @@ export * from "./engine.js";
 export * from "./sched-ops.js";
 export * from "./dom0-build.js";
 export * from "./grant-table.js";
-export { consoleInput, guestCallback, type GuestCallback } from "./misc-ops.js";
-export { domainTimeOffset } from "./control-ops.js";
+export { consoleInput } from "./misc-ops.js";
 export * from "./event-channel.js";

@@ -10,10 +10,18 @@
  *   domain's shared_info, a grant-table frame, a page table level);
  * - `typeCount`: how many uses pin that type;
  * - `refCount`: how many references keep the frame allocated (its owner's P2M
- *   entry, each foreign mapping of it).
+ *   entry, each foreign mapping of it);
+ * - `xenheap`: whether it is a page the hypervisor shares with its owner
+ *   (shared_info, a grant-table frame) rather than the owner's RAM.
  *
  * A frame is free exactly when its reference count is 0; the allocator hands
  * out free frames in a fixed order, so a run is reproducible.
+ *
+ * A domain's `tot_pages` is the number of RAM frames it owns
+ * ({@link MachineMemory.ramOwnedBy}), as in Xen, where `tot_pages` drops only
+ * when a page is freed: a page the domain gave back but another mapping still
+ * holds keeps counting against its owner until that mapping goes. Xenheap
+ * frames, as in Xen, are not counted.
  *
  * @module
  */
@@ -42,6 +50,17 @@ export const PageType = {
 /** A {@link PageType} value. */
 export type PageType = (typeof PageType)[keyof typeof PageType];
 
+/**
+ * What a frame is allocated as: the owner's `ram` (Xen's domheap pages,
+ * counted in `tot_pages`), or a `xenheap` page the hypervisor shares with the
+ * owner (shared_info, grant-table frames), which is not.
+ */
+export type FrameKind = "ram" | "xenheap";
+
+// Atomics on machine memory (event channel bitmaps, grant entries) use the
+// host's byte order, while the ABI is little-endian x86_64.
+if (new Uint8Array(new Uint32Array([1]).buffer)[0] !== 1) throw new Error("pvkit needs a little-endian host");
+
 /** The host's memory: frames and the frame table. */
 export class MachineMemory {
   /** Number of machine frames. */
@@ -50,6 +69,8 @@ export class MachineMemory {
   readonly buffer: SharedArrayBuffer;
   /** Every byte of machine memory. */
   readonly bytes: Uint8Array;
+  /** Machine memory as 32-bit words, for `Atomics` on shared bitmaps and grant entries. */
+  readonly words: Int32Array;
   /** Owner domid of each frame, or {@link FRAME_FREE}. */
   readonly owner: Int32Array;
   /** {@link PageType} of each frame. */
@@ -58,10 +79,13 @@ export class MachineMemory {
   readonly typeCount: Uint32Array;
   /** General references of each frame; 0 means free. */
   readonly refCount: Uint32Array;
+  /** 1 for a frame allocated as `xenheap` ({@link FrameKind}), 0 for RAM or a free frame. */
+  readonly xenheap: Uint8Array;
   /** Free frames, a stack: the next frame handed out is `freeList[freeCount - 1]`. */
   private readonly freeList: Int32Array;
   private freeCount: number;
   private readonly owned = new Map<number, number>();
+  private readonly ram = new Map<number, number>();
 
   /** Creates `frames` frames of zeroed machine memory, all free. */
   constructor(frames: number) {
@@ -69,10 +93,12 @@ export class MachineMemory {
     this.frames = frames;
     this.buffer = new SharedArrayBuffer(frames * PAGE_SIZE);
     this.bytes = new Uint8Array(this.buffer);
+    this.words = new Int32Array(this.buffer);
     this.owner = new Int32Array(frames).fill(FRAME_FREE);
     this.type = new Uint8Array(frames);
     this.typeCount = new Uint32Array(frames);
     this.refCount = new Uint32Array(frames);
+    this.xenheap = new Uint8Array(frames);
     this.freeList = new Int32Array(frames);
     // Hand out low frames first: frame 0 is on top of the stack.
     for (let i = 0; i < frames; i++) this.freeList[i] = frames - 1 - i;
@@ -90,14 +116,17 @@ export class MachineMemory {
   }
 
   /**
-   * Allocates a zeroed frame to `owner` with one reference (the owner's).
+   * Allocates a zeroed frame to `owner` with one reference (the owner's), as
+   * its RAM or as a xenheap page.
    * @returns its mfn, or undefined when memory is exhausted.
    */
-  alloc(owner: number): number | undefined {
+  alloc(owner: number, kind: FrameKind = "ram"): number | undefined {
     if (this.freeCount === 0) return undefined;
     const mfn = this.freeList[--this.freeCount]!;
     this.owner[mfn] = owner;
-    this.owned.set(owner, (this.owned.get(owner) ?? 0) + 1);
+    count(this.owned, owner, 1);
+    if (kind === "xenheap") this.xenheap[mfn] = 1;
+    else count(this.ram, owner, 1);
     this.type[mfn] = PageType.none;
     this.typeCount[mfn] = 0;
     this.refCount[mfn] = 1;
@@ -119,9 +148,9 @@ export class MachineMemory {
     if (this.refCount[mfn] === 0) throw new Error(`frame ${mfn} is already free`);
     if (--this.refCount[mfn]! > 0) return false;
     const owner = this.owner[mfn]!;
-    const left = this.owned.get(owner)! - 1;
-    if (left === 0) this.owned.delete(owner);
-    else this.owned.set(owner, left);
+    count(this.owned, owner, -1);
+    if (this.xenheap[mfn] === 0) count(this.ram, owner, -1);
+    this.xenheap[mfn] = 0;
     this.owner[mfn] = FRAME_FREE;
     this.type[mfn] = PageType.none;
     this.typeCount[mfn] = 0;
@@ -144,10 +173,22 @@ export class MachineMemory {
     return this.owned.get(domid) ?? 0;
   }
 
+  /** How many RAM frames `domid` owns: its `tot_pages`. */
+  ramOwnedBy(domid: number): number {
+    return this.ram.get(domid) ?? 0;
+  }
+
   /** The frames owned by `domid` (a scan of the frame table). */
   framesOf(domid: number): number[] {
     const out: number[] = [];
     for (let mfn = 0; mfn < this.frames; mfn++) if (this.owner[mfn] === domid) out.push(mfn);
     return out;
   }
+}
+
+/** Adds `delta` to `owner`'s entry of a per-owner counter, dropping entries that reach 0. */
+function count(counts: Map<number, number>, owner: number, delta: number): void {
+  const n = (counts.get(owner) ?? 0) + delta;
+  if (n === 0) counts.delete(owner);
+  else counts.set(owner, n);
 }

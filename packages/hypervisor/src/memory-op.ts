@@ -31,9 +31,12 @@
  *   PV guest passes mfns there, since its "gfns" are machine frames; pvkit's
  *   P2M belongs to the hypervisor, so a pfn names the page without ambiguity.)
  *   A pfn with no page of the domain behind it stops the call, as Xen refuses
- *   a page the domain does not own. A page that another domain still maps
- *   (a foreign or grant mapping) leaves the reservation at once but stays
- *   allocated until that mapping goes.
+ *   a page the domain does not own. A page that a mapping still holds (a
+ *   foreign or grant mapping, the domain's own included) leaves the P2M at
+ *   once but stays allocated, and counted in the domain's `tot_pages`, until
+ *   that mapping goes: as in Xen, `tot_pages` drops only when a page is
+ *   freed, so giving back a page one keeps mapped makes no room under
+ *   `max_pages`.
  *
  * Only order-0 extents are supported: pvkit's allocator does not hand out
  * machine-contiguous runs, which is what a larger PV extent promises. A
@@ -58,9 +61,9 @@
  * ## The physmap: `add_to_physmap`, `add_to_physmap_batch`, `remove_from_physmap`
  *
  * These install a frame at guest frame `gpfn` of a domain, which in pvkit is
- * the virtual page `gpfn` of its address space (`Domain.mappings`; the direct
- * map makes virtual page n pfn n). Each mapping holds one reference on its
- * frame. As on Xen, RAM populated at `gpfn` is released first, and a mapping
+ * the virtual page `gpfn` of its address space (`Domain.mappings`, as
+ * mappings of kind `physmap`; the direct map makes virtual page n pfn n).
+ * Each mapping holds one reference on its frame. As on Xen, RAM populated at `gpfn` is released first, and a mapping
  * an earlier call installed there is replaced, its reference dropped. A grant
  * mapping there is refused with `-EBUSY`: it belongs to the grant table,
  * which must unmap it.
@@ -101,11 +104,12 @@ import {
   xen_memory_reservation,
   xen_remove_from_physmap,
 } from "@pvkit/abi";
-import { MAX_PFN, type Domain, type Mapping } from "./domain.js";
+import type { Domain, Mapping } from "./domain.js";
 import { grantFrame } from "./grant-table.js";
-import { copyFromGuest, copyToGuest, readGuestStruct } from "./guest-memory.js";
+import { copyFromGuest, copyToGuest, readGuestStruct, u64ToNumber } from "./guest-memory.js";
 import type { HypercallContext } from "./hypercall.js";
 import type { Hypervisor } from "./hypervisor.js";
+import { MAX_PFN } from "./p2m.js";
 
 /** `cmd` bits above this carry the extent a continuation resumes at (Xen's `MEMOP_EXTENT_SHIFT`). */
 const MEMOP_EXTENT_SHIFT = 6;
@@ -119,13 +123,6 @@ const XEN_PFN_SIZE = 8;
 const ERR_SIZE = 4;
 
 const E = XEN_ERRNO;
-
-/**
- * The mappings this module installed (shared_info, grant-table frames,
- * foreign pages). Any other entry of `Domain.mappings` belongs to the grant
- * table, and the physmap operations leave it alone.
- */
-const physmapEntries = new WeakSet<Mapping>();
 
 /**
  * `__HYPERVISOR_memory_op(cmd, arg)`. See the module documentation for each
@@ -162,11 +159,6 @@ export function memoryOp(ctx: HypercallContext, cmd: number, argVa: number): num
 /** The policy's name for a memory_op command: `"memory_op:populate_physmap"`. */
 function action(op: number): string {
   return `memory_op:${keyOf(XENMEM, op) ?? op}`;
-}
-
-/** A guest's 64-bit value as a number; NaN when it is too large to be exact, which every address and frame check refuses. */
-function toNumber(value: bigint): number {
-  return value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : Number.NaN;
 }
 
 /** Element `i` of a `xen_pfn_t` array at `va` in `d`'s address space, or undefined on a fault. */
@@ -210,9 +202,9 @@ function reservation(ctx: HypercallContext, op: number, start: number, argVa: nu
   if (addressBits !== 0 && addressBits <= PAGE.SHIFT) return start;
   // Populate-on-demand is for translated (HVM) guests; Xen refuses it for PV, as here.
   if (op === XENMEM.populate_physmap && (memFlags & XENMEMF.populate_on_demand) !== 0) return start;
-  if (!hv.allows(ctx.domain, action(op), d)) return start;
+  if (!hv.allows(ctx.domain, action(op), "target", d)) return start;
   if (f.extent_order.get(r, 0) !== 0) return start;
-  const list = toNumber(f.extent_start.get(r, 0));
+  const list = u64ToNumber(f.extent_start.get(r, 0));
 
   let i = start;
   switch (op) {
@@ -220,7 +212,7 @@ function reservation(ctx: HypercallContext, op: number, start: number, argVa: nu
       for (; i < nr; i++) {
         const gpfn = readPfn(hv, ctx.domain, list, i);
         if (gpfn === undefined) break;
-        const pfn = toNumber(gpfn);
+        const pfn = u64ToNumber(gpfn);
         if (occupied(d, pfn)) break;
         const mfn = d.populate(pfn);
         if (mfn < 0) break;
@@ -247,7 +239,7 @@ function reservation(ctx: HypercallContext, op: number, start: number, argVa: nu
     default: // XENMEM.decrease_reservation
       for (; i < nr; i++) {
         const gpfn = readPfn(hv, ctx.domain, list, i);
-        if (gpfn === undefined || !d.depopulate(toNumber(gpfn))) break;
+        if (gpfn === undefined || !d.depopulate(u64ToNumber(gpfn))) break;
       }
   }
   return i;
@@ -260,17 +252,15 @@ function reservationInfo(ctx: HypercallContext, op: number, argVa: number): numb
   if (v === undefined) return -E.EFAULT;
   const d = hv.lookup(ctx.domain, xen_memory_domain.fields.domid.get(v, 0));
   if (d === undefined) return -E.ESRCH;
-  if (!hv.allows(ctx.domain, action(op), d)) return -E.EPERM;
+  if (!hv.allows(ctx.domain, action(op), "target", d)) return -E.EPERM;
   switch (op) {
     case XENMEM.current_reservation:
       return d.totPages;
     case XENMEM.maximum_reservation:
       return d.maxPages;
-    default: {
+    default:
       // XENMEM.maximum_gpfn: the highest populated pfn, 0 when there is none.
-      for (let pfn = d.p2m.length - 1; pfn > 0; pfn--) if (d.p2m[pfn]! >= 0) return pfn;
-      return 0;
-    }
+      return d.p2m.highest() ?? 0;
   }
 }
 
@@ -281,7 +271,7 @@ function reservationInfo(ctx: HypercallContext, op: number, argVa: number): numb
  */
 function physmapPermission(ctx: HypercallContext, d: Domain, space: number, op: number): number {
   if (space === XENMAPSPACE.dev_mmio && (d !== ctx.domain || d.domid !== 0)) return -E.EACCES;
-  return ctx.hv.allows(ctx.domain, action(op), d) ? 0 : -E.EPERM;
+  return ctx.hv.allows(ctx.domain, action(op), "target", d) ? 0 : -E.EPERM;
 }
 
 /** `add_to_physmap`: one page of a map space at one gpfn. */
@@ -315,9 +305,9 @@ function addToPhysmapBatch(ctx: HypercallContext, start: number, argVa: number):
   const f = xen_add_to_physmap_batch.fields;
   const space = f.space.get(b, 0);
   const size = f.size.get(b, 0);
-  const idxsVa = toNumber(f.idxs.get(b, 0));
-  const gpfnsVa = toNumber(f.gpfns.get(b, 0));
-  const errsVa = toNumber(f.errs.get(b, 0));
+  const idxsVa = u64ToNumber(f.idxs.get(b, 0));
+  const gpfnsVa = u64ToNumber(f.gpfns.get(b, 0));
+  const errsVa = u64ToNumber(f.errs.get(b, 0));
   // Every array is reachable before anything is done (Xen checks the ranges up front too),
   // and the indexes and gpfns are read once.
   const idxs = copyFromGuest(hv.machine, ctx.domain, idxsVa, size * XEN_PFN_SIZE);
@@ -360,10 +350,10 @@ function addOne(hv: Hypervisor, d: Domain, space: number, foreignDomid: number, 
       if (owner === undefined) return -E.ESRCH;
       if (owner === d) return -E.EINVAL;
       // The domain receiving the mapping, not the caller, must be allowed to map the owner's pages.
-      if (!hv.allows(d, "memory_op:map_gmfn_foreign", owner)) return -E.EPERM;
+      if (!hv.allows(d, "memory_op:map_gmfn_foreign", "target", owner)) return -E.EPERM;
       // The foreign gfn is looked up in the owner's whole physmap, RAM and added frames
       // alike, as p2m_add_foreign does: how xc_dom_gnttab_seed reaches a guest's grant frame.
-      mfn = owner.translate(toNumber(idx))?.mfn;
+      mfn = owner.translate(u64ToNumber(idx))?.mfn;
       break;
     }
     case XENMAPSPACE.gmfn:
@@ -374,7 +364,7 @@ function addOne(hv: Hypervisor, d: Domain, space: number, foreignDomid: number, 
       mfn = undefined;
   }
   if (mfn === undefined) return -E.EINVAL;
-  return install(hv, d, toNumber(gpfn), mfn);
+  return install(hv, d, u64ToNumber(gpfn), mfn);
 }
 
 /**
@@ -385,13 +375,12 @@ function addOne(hv: Hypervisor, d: Domain, space: number, foreignDomid: number, 
 function install(hv: Hypervisor, d: Domain, vpn: number, mfn: number): number {
   if (!Number.isInteger(vpn) || vpn < 0 || vpn >= MAX_PFN) return -E.EINVAL;
   const old = d.mappings.get(vpn);
-  if (old !== undefined && !physmapEntries.has(old)) return -E.EBUSY;
+  if (old !== undefined && old.kind !== "physmap") return -E.EBUSY;
   // Take the new reference before dropping the old: both may name the same frame.
   hv.machine.get(mfn);
   if (old !== undefined) hv.machine.put(old.mfn);
   d.depopulate(vpn);
-  const m: Mapping = { mfn, writable: true };
-  physmapEntries.add(m);
+  const m: Mapping = { mfn, writable: true, kind: "physmap" };
   d.mappings.set(vpn, m);
   // The replaced mapping may have held a dying domain's last page.
   if (old !== undefined) hv.reap();
@@ -406,11 +395,11 @@ function removeFromPhysmap(ctx: HypercallContext, argVa: number): number {
   const f = xen_remove_from_physmap.fields;
   const d = hv.lookup(ctx.domain, f.domid.get(x, 0));
   if (d === undefined) return -E.ESRCH;
-  if (!hv.allows(ctx.domain, action(XENMEM.remove_from_physmap), d)) return -E.EPERM;
-  const vpn = toNumber(f.gpfn.get(x, 0));
+  if (!hv.allows(ctx.domain, action(XENMEM.remove_from_physmap), "target", d)) return -E.EPERM;
+  const vpn = u64ToNumber(f.gpfn.get(x, 0));
   const m = Number.isInteger(vpn) ? d.mappings.get(vpn) : undefined;
   if (m !== undefined) {
-    if (!physmapEntries.has(m)) return -E.EBUSY;
+    if (m.kind !== "physmap") return -E.EBUSY;
     d.mappings.delete(vpn);
     hv.machine.put(m.mfn);
     // That may have been the last reference to a dying domain's page.

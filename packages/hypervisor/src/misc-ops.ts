@@ -48,8 +48,8 @@
  *
  * ## `callback_op(cmd, arg)`
  *
- * Registers the calling vCPU's entry points, per vCPU as on x86 PV:
- * `event` (the upcall: marks the vCPU `upcallRegistered`), `failsafe`,
+ * Registers the calling vCPU's entry points (in `Vcpu.callbacks`), per vCPU
+ * as on x86 PV: `event` (the upcall: marks the vCPU `upcallRegistered`), `failsafe`,
  * `syscall`, `syscall32`, `sysenter` and `nmi`; an address that is not
  * canonical is `-EINVAL`, another type `-ENOSYS`. Only `nmi` can be
  * unregistered; the others answer `-EINVAL`, as Xen's.
@@ -78,7 +78,6 @@ import {
   xen_feature_info,
   xen_platform_parameters,
 } from "@pvkit/abi";
-import type { Vcpu } from "./domain.js";
 import { sendVirq } from "./event-channel.js";
 import { copyFromGuest, copyToGuest, readGuestStruct, writeGuestStruct } from "./guest-memory.js";
 import type { HypercallContext } from "./hypercall.js";
@@ -118,7 +117,7 @@ function copyOut(ctx: HypercallContext, va: number, bytes: Uint8Array): number {
 export function xenVersion(ctx: HypercallContext, cmd: number, argVa: number): number {
   const d = ctx.domain;
   // Xen's dummy XSM: these two are XSM_PRIV, everything else any guest may see.
-  const deny = (cmd === XENVER.commandline || cmd === XENVER.build_id) && !ctx.hv.allows(d, `xen_version:${keyOf(XENVER, cmd)}`);
+  const deny = (cmd === XENVER.commandline || cmd === XENVER.build_id) && !ctx.hv.allows(d, `xen_version:${keyOf(XENVER, cmd)}`, "priv");
   switch (cmd) {
     case XENVER.version:
       return (XEN_VERSION.major << 16) | XEN_VERSION.minor;
@@ -170,8 +169,6 @@ const CONSOLE_CHUNK = 127;
 /** Bytes of Xen's serial input ring (`SERIAL_RX_SIZE`). */
 const SERIAL_RX_SIZE = 128;
 
-/** Bytes typed at the hypervisor's console and not yet read, per hypervisor. */
-const serialInput = new WeakMap<Hypervisor, number[]>();
 const utf8 = new TextDecoder();
 
 /**
@@ -182,8 +179,7 @@ const utf8 = new TextDecoder();
  * @returns how many bytes the ring took.
  */
 export function consoleInput(hv: Hypervisor, bytes: Uint8Array): number {
-  let ring = serialInput.get(hv);
-  if (ring === undefined) serialInput.set(hv, (ring = []));
+  const ring = hv.serialInput;
   const taken = Math.min(bytes.length, SERIAL_RX_SIZE - ring.length);
   for (let i = 0; i < taken; i++) ring.push(bytes[i]!);
   const dom0 = hv.domains.get(0);
@@ -198,14 +194,15 @@ export function consoleInput(hv: Hypervisor, bytes: Uint8Array): number {
  * documentation.
  */
 export function consoleIo(ctx: HypercallContext, cmd: number, count: number, argVa: number): number {
-  if (!ctx.hv.allows(ctx.domain, `console_io:${keyOf(CONSOLEIO, cmd) ?? cmd}`)) return -E.EPERM;
+  // Xen's dummy XSM: XSM_PRIV, for the privileged domain only.
+  if (!ctx.hv.allows(ctx.domain, `console_io:${keyOf(CONSOLEIO, cmd) ?? cmd}`, "priv")) return -E.EPERM;
   switch (cmd) {
     case CONSOLEIO.write:
       return consoleWrite(ctx, count >>> 0, argVa);
     case CONSOLEIO.read: {
       // The result is a count or an errno, so a count that would read as negative is refused.
       if ((count | 0) < 0) return -E.E2BIG;
-      const ring = serialInput.get(ctx.hv) ?? [];
+      const ring = ctx.hv.serialInput;
       const n = Math.min(count | 0, ring.length);
       if (!copyToGuest(ctx.hv.machine, ctx.domain, argVa, Uint8Array.from(ring.slice(0, n)))) return -E.EFAULT;
       ring.splice(0, n);
@@ -243,9 +240,6 @@ function consoleWrite(ctx: HypercallContext, count: number, va: number): number 
   return rc;
 }
 
-/** vCPUs inside a multicall: a nested one is refused. */
-const inMulticall = new WeakSet<Vcpu>();
-
 /** A guest's 64-bit register value as the number a hypercall argument is: signed, so -1 stays -1. */
 function argument(value: bigint): number {
   return Number(BigInt.asIntN(64, value));
@@ -258,8 +252,8 @@ function argument(value: bigint): number {
  */
 export function multicall(ctx: HypercallContext, argVa: number, count: number): number {
   const { hv, vcpu, domain: d } = ctx;
-  if (inMulticall.has(vcpu)) return -E.EINVAL;
-  inMulticall.add(vcpu);
+  if (vcpu.inMulticall) return -E.EINVAL;
+  vcpu.inMulticall = true;
   try {
     const M = multicall_entry.fields;
     const nr = count >>> 0;
@@ -275,24 +269,8 @@ export function multicall(ctx: HypercallContext, argVa: number, count: number): 
     }
     return 0;
   } finally {
-    inMulticall.delete(vcpu);
+    vcpu.inMulticall = false;
   }
-}
-
-/** A registered entry point: its guest virtual address and `CALLBACKF_*` flags. */
-export interface GuestCallback {
-  /** Where the guest is entered. */
-  readonly address: bigint;
-  /** `CALLBACKF_*` flags (`mask_events`). */
-  readonly flags: number;
-}
-
-/** Entry points registered by each vCPU, by `CALLBACKTYPE_*`. */
-const callbacks = new WeakMap<Vcpu, Map<number, GuestCallback>>();
-
-/** The entry point `v` registered for callback `type` (`CALLBACKTYPE_*`), if any. */
-export function guestCallback(v: Vcpu, type: number): GuestCallback | undefined {
-  return callbacks.get(v)?.get(type);
 }
 
 /** True for an x86_64 canonical address: bits 63..47 all equal. */
@@ -326,10 +304,8 @@ export function callbackOp(ctx: HypercallContext, cmd: number, argVa: number): n
         default:
           return -E.ENOSYS;
       }
-      let mine = callbacks.get(vcpu);
-      if (mine === undefined) callbacks.set(vcpu, (mine = new Map()));
       // The event upcall ignores the flags (events are masked by the guest's vcpu_info); the others keep mask_events.
-      mine.set(type, { address, flags: type === CALLBACKTYPE.event ? 0 : R.flags.get(reg, 0) & CALLBACKF.mask_events });
+      vcpu.callbacks.set(type, { address, flags: type === CALLBACKTYPE.event ? 0 : R.flags.get(reg, 0) & CALLBACKF.mask_events });
       if (type === CALLBACKTYPE.event) vcpu.upcallRegistered = true;
       return 0;
     }
@@ -344,7 +320,7 @@ export function callbackOp(ctx: HypercallContext, cmd: number, argVa: number): n
         case CALLBACKTYPE.sysenter:
           return -E.EINVAL;
         case CALLBACKTYPE.nmi:
-          callbacks.get(vcpu)?.delete(CALLBACKTYPE.nmi);
+          vcpu.callbacks.delete(CALLBACKTYPE.nmi);
           return 0;
         default:
           return -E.ENOSYS;

@@ -17,7 +17,6 @@
  * @module
  */
 import {
-  EVTCHN_2L_NR_CHANNELS,
   RUNSTATE,
   SCHEDOP,
   SHUTDOWN,
@@ -29,14 +28,15 @@ import {
   sched_remote_shutdown,
   sched_shutdown,
   sched_watchdog,
+  vcpu_info,
   vcpu_runstate_info,
   vcpu_set_periodic_timer,
   vcpu_set_singleshot_timer,
   zeroStruct,
 } from "@pvkit/abi";
-import { copyFromGuest, readGuestStruct, writeGuestStruct } from "./guest-memory.js";
+import { copyFromGuest, readGuestStruct, u64ToNumber, writeGuestStruct } from "./guest-memory.js";
 import type { ShutdownReason } from "./domain.js";
-import { localEventsPending, pollSatisfied, sendVirq } from "./event-channel.js";
+import { localEventsPending, portState, sendVirq } from "./event-channel.js";
 import type { HypercallContext } from "./hypercall.js";
 
 const { EINVAL, EFAULT, ENOSYS, ESRCH, EPERM, ENOENT, ETIME, ENOSPC } = XEN_ERRNO;
@@ -63,7 +63,8 @@ export function schedOp(ctx: HypercallContext, cmd: number, arg: number): number
 
     case SCHEDOP.block: {
       // Blocking re-enables event delivery first, so a guest cannot sleep with upcalls masked.
-      hv.vcpuInfoView(v)?.setUint8(1, 0);
+      const info = hv.vcpuInfoView(v);
+      if (info !== undefined) vcpu_info.fields.evtchn_upcall_mask.set(info, 0, 0);
       hv.block(v);
       return 0;
     }
@@ -82,7 +83,8 @@ export function schedOp(ctx: HypercallContext, cmd: number, arg: number): number
       if (s === undefined) return -EFAULT;
       const target = hv.domains.get(sched_remote_shutdown.fields.domain_id.get(s, 0));
       if (target === undefined || target.dead) return -ESRCH;
-      if (!hv.allows(d, "sched:remote_shutdown", target)) return -EPERM;
+      // Xen's xsm_schedop_shutdown is XSM_DM_PRIV: not even on itself does a domU pass.
+      if (!hv.allows(d, "sched:remote_shutdown", "dm_priv", target)) return -EPERM;
       const reason = sched_remote_shutdown.fields.reason.get(s, 0);
       if (reason > SHUTDOWN.MAX) return -EINVAL;
       hv.shutdown(target, reason as ShutdownReason);
@@ -105,8 +107,11 @@ export function schedOp(ctx: HypercallContext, cmd: number, arg: number): number
 
 /**
  * `SCHEDOP_poll`: block until one of `ports` is pending or the absolute
- * `timeout` passes (0: no timeout). Returns at once if an event is already
- * deliverable or a polled port already pending.
+ * `timeout` passes (0: no timeout). As Xen's `do_poll`: returns at once if an
+ * event is already deliverable; else checks the ports in order
+ * (`evtchn_port_poll`), answering `-EINVAL` at a port that is not valid or
+ * not in use (closed, or the reserved port 0) and returning at once at one
+ * already pending, before any later port is looked at.
  */
 function poll(ctx: HypercallContext, arg: number): number {
   const { hv, domain: d, vcpu: v } = ctx;
@@ -114,18 +119,19 @@ function poll(ctx: HypercallContext, arg: number): number {
   if (s === undefined) return -EFAULT;
   const nr = sched_poll.fields.nr_ports.get(s, 0);
   if (nr > POLL_MAX_PORTS) return -EINVAL;
-  const raw = copyFromGuest(hv.machine, d, Number(sched_poll.fields.ports.get(s, 0)), nr * 4);
+  const raw = copyFromGuest(hv.machine, d, u64ToNumber(sched_poll.fields.ports.get(s, 0)), nr * 4);
   if (raw === undefined) return -EFAULT;
   const view = new DataView(raw.buffer);
   const ports = Array.from({ length: nr }, (_, i) => view.getUint32(i * 4, true));
-  // Xen answers -EINVAL for a port beyond the domain's event channels.
-  if (ports.some((p) => p >= EVTCHN_2L_NR_CHANNELS)) return -EINVAL;
-  const timeout = Number(sched_poll.fields.timeout.get(s, 0));
-  v.poll = { ports, deadline: timeout === 0 ? undefined : timeout };
-  if (localEventsPending(hv, v) || pollSatisfied(hv, v) || (timeout !== 0 && timeout <= hv.now)) {
-    v.poll = undefined;
-    return 0;
+  if (localEventsPending(hv, v)) return 0;
+  for (const port of ports) {
+    const state = portState(hv, d, port);
+    if (state === undefined) return -EINVAL;
+    if (state.pending) return 0;
   }
+  const timeout = Number(sched_poll.fields.timeout.get(s, 0));
+  if (timeout !== 0 && timeout <= hv.now) return 0;
+  v.poll = { ports, deadline: timeout === 0 ? undefined : timeout };
   hv.setRunstate(v, RUNSTATE.blocked);
   hv.hooks.deschedule(v);
   return 0;

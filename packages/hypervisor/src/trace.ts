@@ -53,21 +53,28 @@ export interface ChromeTrace {
   readonly displayTimeUnit: "ns";
 }
 
-/** The process the pCPU tracks are shown under: Xen's own domid, `DOMID_XEN`. */
+/**
+ * The process Xen itself is shown as: its own domid, `DOMID_XEN`. The pCPU
+ * tracks live there, and so do records Xen makes in its own name (its
+ * console messages, logged with `DOMID_XEN`).
+ */
 export const PCPU_TRACE_PID = 0x7ff2;
 
 /**
  * Converts records to Chrome trace events: one process per domain (pid =
- * domid), one thread per vCPU; schedule slices become complete ("X")
- * events on a track per pCPU (under pid {@link PCPU_TRACE_PID}), everything
- * else instant ("i") events. Timestamps are microseconds, as the format wants.
+ * domid, named "domain N"), one thread per vCPU, and one process named "Xen"
+ * (pid {@link PCPU_TRACE_PID}, `DOMID_XEN`) for the hypervisor itself;
+ * schedule slices become complete ("X") events on a track per pCPU under
+ * Xen, everything else instant ("i") events. Timestamps are microseconds, as
+ * the format wants.
  */
 export function toChromeTrace(records: readonly TraceRecord[]): ChromeTrace {
-  const events: Record<string, unknown>[] = [{ name: "process_name", ph: "M", pid: PCPU_TRACE_PID, args: { name: "Xen: pCPUs" } }];
+  const events: Record<string, unknown>[] = [{ name: "process_name", ph: "M", pid: PCPU_TRACE_PID, args: { name: "Xen" } }];
   const pids = new Set<number>();
   for (const r of records) {
     const ts = r.t / 1000;
-    if ("domid" in r) pids.add(r.domid);
+    // Xen's own records share its process, named once above.
+    if ("domid" in r && r.domid !== PCPU_TRACE_PID) pids.add(r.domid);
     switch (r.kind) {
       case "schedule":
         events.push({ name: `d${r.domid}v${r.vcpu}`, cat: "schedule", ph: "X", ts, dur: r.ns / 1000, pid: PCPU_TRACE_PID, tid: r.pcpu });

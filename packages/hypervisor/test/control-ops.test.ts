@@ -1,6 +1,9 @@
 import { afterEach, describe, expect, it } from "vitest";
 import {
   DOMID,
+  EVTCHNOP,
+  GNTST,
+  GNTTABOP,
   HYPERVISOR,
   RUNSTATE,
   SHUTDOWN,
@@ -16,6 +19,8 @@ import {
   XEN_SYSCTL,
   XEN_SYSCTL_INTERFACE,
   XEN_SYSCTL_PHYSCAP,
+  evtchn_alloc_unbound,
+  gnttab_setup_table,
   xen_add_to_physmap_batch,
   xen_domctl,
   xen_domctl_createdomain,
@@ -37,7 +42,6 @@ import {
   type StructValue,
 } from "@pvkit/abi";
 import type { Domain } from "@pvkit/hypervisor";
-import { domainTimeOffset } from "../src/control-ops.js";
 import { UNMAPPED, bed, expectInvariants, type Bed } from "./bed.js";
 
 const E = XEN_ERRNO;
@@ -90,11 +94,14 @@ function memoryOp(b: Bed, caller: Domain, cmd: number, layout: StructLayout, val
 
 const { dying, shutdown, paused, blocked, running, shutdownshift } = XEN_DOMINF;
 
+/** A createdomain configuration Xen 4.17 accepts: one vCPU and the default limits. */
+const CREATE: Partial<StructValue<typeof xen_domctl_createdomain>> = { max_vcpus: 1, max_grant_frames: -1, max_maptrack_frames: -1, max_evtchn_port: 1023 };
+
 describe("a domain's life through domctl", () => {
   it("create → max_mem → populate → getdomaininfo → unpause → run → block → pause → shut down → destroy", () => {
     const b = bed();
     const handle = Uint8Array.from({ length: 16 }, (_, i) => i + 1);
-    const created = domctl(b, b.dom0, XEN_DOMCTL.createdomain, 0, xen_domctl_createdomain, { max_vcpus: 2, handle, max_grant_frames: -1, max_maptrack_frames: -1 });
+    const created = domctl(b, b.dom0, XEN_DOMCTL.createdomain, 0, xen_domctl_createdomain, { ...CREATE, max_vcpus: 2, handle });
     expect(created.rc).toBe(0);
     const id = created.domain;
     expect(id).toBe(3); // the first free id after 0 (1 and 2 are the bed's)
@@ -139,10 +146,10 @@ describe("a domain's life through domctl", () => {
     b.hv.shutdown(d, SHUTDOWN.reboot);
     expect(info(b, id).info.flags).toBe(paused | shutdown | (SHUTDOWN.reboot << shutdownshift));
 
-    // dom0 still maps one of its pages: destroyed, it stays dying until dom0 lets go.
+    // dom0 still maps one of its pages: destroyed, it stays dying, owning that page, until dom0 lets go.
     expect(domctl(b, b.dom0, XEN_DOMCTL.destroydomain, id).rc).toBe(0);
     i = info(b, id).info;
-    expect([i.domain, i.flags, i.tot_pages, i.nr_online_vcpus]).toEqual([id, dying | paused | shutdown | (SHUTDOWN.reboot << shutdownshift), 0n, 0]);
+    expect([i.domain, i.flags, i.tot_pages, i.nr_online_vcpus]).toEqual([id, dying | paused | shutdown | (SHUTDOWN.reboot << shutdownshift), 1n, 0]);
     expect(domctl(b, b.dom0, XEN_DOMCTL.destroydomain, id).rc).toBe(0); // again: still dying
     expectInvariants(b.hv);
     expect(b.call(b.dom0, HYPERVISOR.memory_op, XENMEM.remove_from_physmap, a.put(xen_remove_from_physmap, { domid: DOMID.SELF, gpfn: 200n }))).toBe(0);
@@ -153,7 +160,7 @@ describe("a domain's life through domctl", () => {
 
   it("chooses domids round-robin, never 0, and honours a free one asked for", () => {
     const b = bed();
-    const create = (domain: number) => domctl(b, b.dom0, XEN_DOMCTL.createdomain, domain, xen_domctl_createdomain, { max_vcpus: 1 });
+    const create = (domain: number) => domctl(b, b.dom0, XEN_DOMCTL.createdomain, domain, xen_domctl_createdomain, CREATE);
     expect(create(0).domain).toBe(3);
     expect(create(10).domain).toBe(10);
     expect(create(DOMID.INVALID).domain).toBe(4); // after the last one chosen, not the one asked for
@@ -169,6 +176,7 @@ describe("domctl refusals", () => {
     ["a wrong interface version from a domU", "domU", XEN_DOMCTL.pausedomain, 2, { version: 0 }, -E.EACCES],
     ["a domU inspecting dom0", "domU", XEN_DOMCTL.getdomaininfo, 0, {}, -E.EPERM],
     ["a domU inspecting itself", "domU", XEN_DOMCTL.getdomaininfo, 1, {}, -E.EPERM],
+    ["a domU pausing itself", "domU", XEN_DOMCTL.pausedomain, 1, {}, -E.EPERM],
     ["a domU pausing another", "domU", XEN_DOMCTL.pausedomain, 2, {}, -E.EPERM],
     ["a domU creating a domain", "domU", XEN_DOMCTL.createdomain, 0, {}, -E.EPERM],
     ["a domU naming a domain that does not exist", "domU", XEN_DOMCTL.pausedomain, 77, {}, -E.ESRCH],
@@ -191,13 +199,17 @@ describe("domctl refusals", () => {
   });
 
   it.each<[string, number, Partial<StructValue<typeof xen_domctl_createdomain>>, number]>([
-    ["a domid in use", 1, { max_vcpus: 1 }, -E.EEXIST],
-    ["an HVM guest", 0, { max_vcpus: 1, flags: XEN_DOMCTL_CDF.hvm }, -E.EINVAL],
-    ["hardware-assisted paging", 0, { max_vcpus: 1, flags: XEN_DOMCTL_CDF.hap }, -E.EINVAL],
-    ["emulated devices for a PV guest", 0, { max_vcpus: 1, arch: { emulation_flags: 1, misc_flags: 0 } }, -E.EINVAL],
-    ["unknown MSR flags", 0, { max_vcpus: 1, arch: { emulation_flags: 0, misc_flags: 2 } }, -E.EINVAL],
-    ["no vCPUs", 0, { max_vcpus: 0 }, -E.EINVAL],
-    ["more vCPUs than pvkit has", 0, { max_vcpus: 33 }, -E.EINVAL],
+    ["a domid in use", 1, CREATE, -E.EEXIST],
+    ["a domid in use, even with a bad configuration", 1, { ...CREATE, max_grant_frames: 0 }, -E.EEXIST],
+    ["an HVM guest", 0, { ...CREATE, flags: XEN_DOMCTL_CDF.hvm }, -E.EINVAL],
+    ["hardware-assisted paging", 0, { ...CREATE, flags: XEN_DOMCTL_CDF.hap }, -E.EINVAL],
+    ["emulated devices for a PV guest", 0, { ...CREATE, arch: { emulation_flags: 1, misc_flags: 0 } }, -E.EINVAL],
+    ["unknown MSR flags", 0, { ...CREATE, arch: { emulation_flags: 0, misc_flags: 2 } }, -E.EINVAL],
+    ["no vCPUs", 0, { ...CREATE, max_vcpus: 0 }, -E.EINVAL],
+    ["more vCPUs than pvkit has", 0, { ...CREATE, max_vcpus: 33 }, -E.EINVAL],
+    ["no grant frames", 0, { ...CREATE, max_grant_frames: 0 }, -E.EINVAL],
+    ["more grant frames than Xen's default", 0, { ...CREATE, max_grant_frames: 65 }, -E.EINVAL],
+    ["more maptrack frames than Xen's default", 0, { ...CREATE, max_maptrack_frames: 1025 }, -E.EINVAL],
   ])("createdomain refuses %s", (_what, domain, config, errno) => {
     const b = bed();
     const r = domctl(b, b.dom0, XEN_DOMCTL.createdomain, domain, xen_domctl_createdomain, config);
@@ -209,8 +221,38 @@ describe("domctl refusals", () => {
 
   it("createdomain with XEN_DOMCTL_CDF_xs_domain marks a XenStore domain", () => {
     const b = bed();
-    const r = domctl(b, b.dom0, XEN_DOMCTL.createdomain, 0, xen_domctl_createdomain, { max_vcpus: 1, flags: XEN_DOMCTL_CDF.xs_domain });
+    const r = domctl(b, b.dom0, XEN_DOMCTL.createdomain, 0, xen_domctl_createdomain, { ...CREATE, flags: XEN_DOMCTL_CDF.xs_domain });
     expect(info(b, r.domain).info.flags).toBe(paused | XEN_DOMINF.xs_domain);
+    // Xen's dummy policy lets the XenStore domain inspect any domain (XSM_XS_PRIV), and do nothing else.
+    const xs = b.hv.domains.get(r.domain)!;
+    xs.maxPages = 32;
+    for (let pfn = 0; pfn < 32; pfn++) xs.populate(pfn); // room for its arguments
+    expect(info(b, 1, xs)).toMatchObject({ rc: 0, domain: 1 });
+    expect(domctl(b, xs, XEN_DOMCTL.pausedomain, 1).rc).toBe(-E.EPERM);
+  });
+
+  it("createdomain applies max_grant_frames, max_maptrack_frames and max_evtchn_port", () => {
+    const b = bed();
+    const r = domctl(b, b.dom0, XEN_DOMCTL.createdomain, 0, xen_domctl_createdomain, { max_vcpus: 1, max_grant_frames: 4, max_maptrack_frames: 0, max_evtchn_port: 2 });
+    expect(r.rc).toBe(0);
+    const d = b.hv.domains.get(r.domain)!;
+    expect([b.hv.grants.get(d)!.maxFrames, b.hv.grants.get(d)!.maxMaptrackFrames, b.hv.evtchn.get(d)!.maxPort]).toEqual([4, 0, 2]);
+    // Acting on the new domain's tables, as the toolstack does while building it.
+    const setup = (nr: number) => {
+      const a = b.args(b.dom0);
+      const frames = a.alloc(8 * nr);
+      const va = a.put(gnttab_setup_table, { dom: d.domid, nr_frames: nr, frame_list: BigInt(frames) });
+      expect(b.call(b.dom0, HYPERVISOR.grant_table_op, GNTTABOP.setup_table, va, 1)).toBe(0);
+      return a.get(gnttab_setup_table, va).status;
+    };
+    expect([setup(4), setup(5)]).toEqual([GNTST.okay, GNTST.general_error]);
+    const alloc = () => b.call(b.dom0, HYPERVISOR.event_channel_op, EVTCHNOP.alloc_unbound, b.args(b.dom0).put(evtchn_alloc_unbound, { dom: d.domid, remote_dom: 0 }));
+    expect([alloc(), alloc(), alloc()]).toEqual([0, 0, -E.ENOSPC]); // ports 1 and 2
+    // Negative grant limits ask for the defaults; a port limit past 4095 is only 4095.
+    const dflt = domctl(b, b.dom0, XEN_DOMCTL.createdomain, 0, xen_domctl_createdomain, { max_vcpus: 1, max_grant_frames: -1, max_maptrack_frames: -1, max_evtchn_port: 0xffffffff });
+    const e = b.hv.domains.get(dflt.domain)!;
+    expect([b.hv.grants.get(e)!.maxFrames, b.hv.grants.get(e)!.maxMaptrackFrames, b.hv.evtchn.get(e)!.maxPort]).toEqual([64, 1024, 4095]);
+    expectInvariants(b.hv);
   });
 
   it("stops nesting pauses at 255", () => {
@@ -308,9 +350,9 @@ describe("handles and time offsets", () => {
     const handle = new Uint8Array(16).fill(0xab);
     expect(domctl(b, b.dom0, XEN_DOMCTL.setdomainhandle, 1, xen_domctl_setdomainhandle, { handle }).rc).toBe(0);
     expect(info(b, 1).info.handle).toEqual(handle);
-    expect(domainTimeOffset(b.domU)).toBe(0n);
+    expect(b.domU.timeOffset).toBe(0n);
     expect(domctl(b, b.dom0, XEN_DOMCTL.settimeoffset, 1, xen_domctl_settimeoffset, { time_offset_seconds: -3600n }).rc).toBe(0);
-    expect(domainTimeOffset(b.domU)).toBe(-3600n);
+    expect(b.domU.timeOffset).toBe(-3600n);
   });
 });
 

@@ -1,6 +1,6 @@
-import { describe, expect, it } from "vitest";
-import { DOMID, HYPERVISOR, PAGE_SIZE, RUNSTATE, SHUTDOWN, XEN_ERRNO } from "@pvkit/abi";
-import { FRAME_FREE, Hypervisor, MachineMemory, copyFromGuest, copyToGuest, checkInvariants, DomainGuestMemory } from "@pvkit/hypervisor";
+import { describe, expect, it, vi } from "vitest";
+import { CONSOLEIO, DOMID, HYPERVISOR, PAGE_SIZE, RUNSTATE, SHUTDOWN, XEN_ERRNO } from "@pvkit/abi";
+import { FRAME_FREE, Hypervisor, MAX_PFN, MachineMemory, P2m, copyFromGuest, copyToGuest, checkInvariants, DomainGuestMemory, dummyPolicy, type Domain, type XsmDefault } from "@pvkit/hypervisor";
 import { GuestFault } from "@pvkit/abi";
 import { bed, expectInvariants, makeDomain } from "./bed.js";
 
@@ -19,6 +19,19 @@ describe("machine memory", () => {
     expect(m.frameBytes(0).every((b) => b === 0)).toBe(true);
   });
 
+  it("counts a frame in its owner's RAM until it is freed, and a xenheap frame never", () => {
+    const m = new MachineMemory(4);
+    const ram = m.alloc(7)!;
+    const xen = m.alloc(7, "xenheap")!;
+    expect([m.ownedBy(7), m.ramOwnedBy(7), m.xenheap[ram], m.xenheap[xen]]).toEqual([2, 1, 0, 1]);
+    m.get(ram); // a mapping of it
+    expect(m.put(ram)).toBe(false); // its owner lets go: still allocated, still RAM of 7
+    expect(m.ramOwnedBy(7)).toBe(1);
+    expect(m.put(ram)).toBe(true);
+    expect(m.put(xen)).toBe(true);
+    expect([m.ownedBy(7), m.ramOwnedBy(7), m.xenheap[xen]]).toEqual([0, 0, 0]);
+  });
+
   it("runs out cleanly and refuses double frees", () => {
     const m = new MachineMemory(2);
     expect([m.alloc(1), m.alloc(1), m.alloc(1)]).toEqual([0, 1, undefined]);
@@ -26,6 +39,40 @@ describe("machine memory", () => {
     expect(() => m.put(0)).toThrow(/already free/);
     expect(() => m.get(0)).toThrow(/is free/);
     expect(() => new MachineMemory(0)).toThrow(RangeError);
+  });
+});
+
+describe("the P2M", () => {
+  it("is sparse: a high pfn costs one leaf, and walks visit populated pfns in order", () => {
+    const p = new P2m();
+    p.set(0xfffffe, 7);
+    expect([p.leafCount, p.count, p.get(0xfffffe), p.get(0xffffff), p.get(0), p.highest()]).toEqual([1, 1, 7, undefined, undefined, 0xfffffe]);
+    p.set(3, 9);
+    p.set(3, 10); // replacing an entry does not count twice
+    const seen: [number, number][] = [];
+    p.forEach((mfn, pfn) => seen.push([pfn, mfn]));
+    expect([seen, p.count, p.leafCount]).toEqual([[[3, 10], [0xfffffe, 7]], 2, 2]);
+    expect([p.delete(0xfffffe), p.delete(0xfffffe), p.delete(-1)]).toEqual([true, false, false]);
+    expect([p.leafCount, p.count, p.highest()]).toEqual([1, 1, 3]); // the empty leaf is gone
+    expect(() => p.set(MAX_PFN, 1)).toThrow(RangeError);
+    expect(() => p.set(1, -1)).toThrow(RangeError);
+    expect([p.get(-1), p.get(0.5), p.get(MAX_PFN)]).toEqual([undefined, undefined, undefined]);
+    p.delete(3);
+    expect([p.count, p.leafCount, p.highest()]).toEqual([0, 0, undefined]);
+  });
+
+  it("lets a domain populate its highest pfn for one leaf, and is destroyed a populated pfn at a time", () => {
+    const hv = new Hypervisor({ frames: 64 });
+    const d = hv.createDomain({ maxPages: 4, maxVcpus: 1, privileged: false }, 1) as Domain;
+    expect(d.populate(MAX_PFN - 2)).toBeGreaterThanOrEqual(0);
+    expect(d.populate(0)).toBeGreaterThanOrEqual(0);
+    expect([d.p2m.leafCount, d.p2m.count, d.totPages]).toEqual([2, 2, 2]);
+    expectInvariants(hv);
+    const depopulate = vi.spyOn(d, "depopulate");
+    expect(hv.destroyDomain(d)).toBe(0);
+    expect(depopulate.mock.calls).toEqual([[0], [MAX_PFN - 2]]); // not a walk of the whole pseudo-physical space
+    expect([d.state, d.p2m.count, d.p2m.leafCount, hv.machine.freeFrames]).toEqual(["destroyed", 0, 0, 64]);
+    expectInvariants(hv);
   });
 });
 
@@ -83,6 +130,56 @@ describe("the hypercall table", () => {
     b.call(b.domU, 99, 1, 2, 3, 4, 5);
     expect(b.hv.trace.records.at(-1)).toEqual({ t: 0, kind: "hypercall", domid: 1, vcpu: 0, op: "99", args: [1, 2, 3, 4, 5], result: -XEN_ERRNO.ENOSYS });
   });
+
+  const big = (n: bigint) => n as unknown as number;
+  it.each<[string, number, number[]]>([
+    ["a BigInt count to console_io", HYPERVISOR.console_io, [CONSOLEIO.write, big(5n), 20 * PAGE_SIZE]],
+    ["a BigInt count to multicall", HYPERVISOR.multicall, [20 * PAGE_SIZE, big(1n)]],
+    ["a string argument", HYPERVISOR.console_io, [CONSOLEIO.write, "5" as unknown as number, 20 * PAGE_SIZE]],
+    ["a NaN argument", HYPERVISOR.console_io, [CONSOLEIO.write, Number.NaN, 20 * PAGE_SIZE]],
+    ["an infinite argument", HYPERVISOR.console_io, [CONSOLEIO.write, 5, Number.POSITIVE_INFINITY]],
+    ["a fractional hypercall number", HYPERVISOR.console_io + 0.5, [CONSOLEIO.write, 5, 20 * PAGE_SIZE]],
+    ["a BigInt hypercall number", big(BigInt(HYPERVISOR.console_io)), [CONSOLEIO.write, 5, 20 * PAGE_SIZE]],
+  ])("answers %s with -EINVAL, running no handler", (_what, op, args) => {
+    const b = bed();
+    const allows = vi.fn(() => true);
+    b.hv.policy = { allows };
+    b.args(b.dom0).write(20 * PAGE_SIZE, new TextEncoder().encode("hello"));
+    expect(b.call(b.dom0, op, ...args)).toBe(-XEN_ERRNO.EINVAL);
+    expect([allows.mock.calls, b.hv.console]).toEqual([[], []]);
+    expect(b.hv.trace.records.at(-1)).toMatchObject({ kind: "hypercall", op: Number.isInteger(op) ? expect.any(String) : "invalid", result: -XEN_ERRNO.EINVAL });
+    expect(() => b.hv.trace.serialize()).not.toThrow();
+  });
+
+  it("contains a handler that throws: logs it on Xen's console, crashes the caller and answers -EFAULT", () => {
+    const b = bed();
+    b.hv.policy = {
+      allows: () => {
+        throw new Error("policy bug");
+      },
+    };
+    expect(b.call(b.domU, HYPERVISOR.console_io, CONSOLEIO.write, 1, 20 * PAGE_SIZE)).toBe(-XEN_ERRNO.EFAULT);
+    expect([b.domU.state, b.domU.shutdownReason]).toEqual(["shutdown", SHUTDOWN.crash]);
+    expect(b.hv.console).toEqual(["hypervisor bug in console_io from d1v0: policy bug; crashing domain 1"]);
+    expect(b.hv.trace.records.at(-1)).toMatchObject({ kind: "hypercall", domid: 1, op: "console_io", result: -XEN_ERRNO.EFAULT });
+    expect([b.dom0.state, b.domUs[1]!.state]).toEqual(["running", "running"]);
+  });
+});
+
+describe("the dummy policy", () => {
+  it.each<[XsmDefault, boolean, boolean, boolean, boolean]>([
+    // class      domU on itself, domU on another, dom0 on a domU, XenStore domain on another
+    ["hook", true, true, true, true],
+    ["target", true, false, true, false],
+    ["xs_priv", false, false, true, true],
+    ["dm_priv", false, false, true, false],
+    ["priv", false, false, true, false],
+  ])("decides %s as Xen's xsm_default_action", (xsm, self, other, dom0, xenstore) => {
+    const b = bed();
+    const xs = b.hv.createDomain({ maxPages: 0, maxVcpus: 1, privileged: false, xenstore: true }) as Domain;
+    const allows = (caller: Domain, target: Domain) => dummyPolicy.allows(caller, "test:action", xsm, target);
+    expect([allows(b.domU, b.domU), allows(b.domU, b.domUs[1]!), allows(b.dom0, b.domU), allows(xs, b.domU)]).toEqual([self, other, dom0, xenstore]);
+  });
 });
 
 describe("guest memory", () => {
@@ -122,20 +219,26 @@ describe("the invariant checker", () => {
   it("finds a leaked reference and a frame owned by a domain that does not exist", () => {
     const b = bed();
     expect(checkInvariants(b.hv)).toEqual([]);
-    b.hv.machine.get(b.domU.p2m[0]!);
+    b.hv.machine.get(b.domU.pfnToMfn(0)!);
     expect(checkInvariants(b.hv)).toContainEqual(expect.stringMatching(/2 references, but 1 holders/));
     const orphan = b.hv.machine.alloc(77)!;
     expect(checkInvariants(b.hv)).toContainEqual(`frame ${orphan}: owned by 77, which no longer exists`);
     // Undo the damage, so the bed's own check after the test passes.
-    b.hv.machine.put(b.domU.p2m[0]!);
+    b.hv.machine.put(b.domU.pfnToMfn(0)!);
     b.hv.machine.put(orphan);
     expect(checkInvariants(b.hv)).toEqual([]);
   });
 
-  it("finds tot_pages out of step with the P2M", () => {
+  it("finds tot_pages out of step with the RAM a domain owns, and RAM and xenheap frames in each other's places", () => {
     const b = bed();
-    b.domU.totPages++;
-    expect(checkInvariants(b.hv)).toContain("domain 1: tot_pages 33 but 32 pfns populated");
-    b.domU.totPages--;
+    const mfn = b.domU.pfnToMfn(0)!;
+    b.hv.machine.xenheap[mfn] = 1; // the RAM counter still counts it
+    expect(checkInvariants(b.hv)).toEqual(
+      expect.arrayContaining(["domain 1: tot_pages 32 but it owns 31 RAM frames", `domain 1: pfn 0 is frame ${mfn}, which is a xenheap page, not RAM`]),
+    );
+    b.hv.machine.xenheap[mfn] = 0;
+    b.hv.machine.xenheap[b.domU.sharedInfoMfn] = 0;
+    expect(checkInvariants(b.hv)).toContain(`domain 1: shared_info is frame ${b.domU.sharedInfoMfn}, which is RAM, not a xenheap page`);
+    b.hv.machine.xenheap[b.domU.sharedInfoMfn] = 1;
   });
 });

@@ -657,9 +657,9 @@ describe("guest memory faults and other commands", () => {
   it("answers -EFAULT when the result cannot be written back, keeping the port (as Xen does)", () => {
     const b = setup();
     const d = b.domU;
-    const mfn = d.p2m[5]!;
+    const mfn = d.pfnToMfn(5)!;
     b.hv.machine.get(mfn);
-    d.mappings.set(200, { mfn, writable: false }); // pfn 5 again, read-only, at page 200
+    d.mappings.set(200, { mfn, writable: false, kind: "grant" }); // pfn 5 again, read-only, at page 200
     b.args(d).put(evtchn_bind_ipi, { vcpu: 1 }, 5 * PAGE_SIZE);
     expect(b.call(d, HYPERVISOR.event_channel_op, EVTCHNOP.bind_ipi, 200 * PAGE_SIZE)).toBe(-EFAULT);
     expect(portsInUse(b.hv, d).map((s) => [s.port, s.status, s.vcpu])).toEqual([[1, EVTCHNSTAT.ipi, 1]]);

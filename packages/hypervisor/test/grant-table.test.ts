@@ -236,7 +236,7 @@ describe("GNTTABOP_map_grant_ref and unmap_grant_ref", () => {
     expect(r.bus).toBe(BigInt(mfn) * BigInt(PAGE_SIZE));
     expect(flagsOf(b, granter, 8)).toBe(GTF.permit_access | GTF.reading | GTF.writing);
     expect(b.hv.machine.refCount[mfn]).toBe(2);
-    expect(mapper.translate(HOST / PAGE_SIZE)).toEqual({ mfn, writable: true });
+    expect(mapper.translate(HOST / PAGE_SIZE)).toEqual({ mfn, writable: true, kind: "grant" });
     expect([b.hv.machine.type[mfn], b.hv.machine.typeCount[mfn]]).toEqual([PageType.writable, 1]);
     const tracked = table(b, mapper).maptrack.get(r.handle)!;
     expect(tracked.granter).toBe(granter);
@@ -367,11 +367,11 @@ describe("GNTTABOP_map_grant_ref and unmap_grant_ref", () => {
     if (b.hv.machine.type[mfn] === PageType.l1) b.hv.machine.type[mfn] = PageType.none; // the page-table case
   });
 
-  it("answers GNTST_no_device_space when the grantee's maptrack is full", () => {
+  it("answers GNTST_no_space when the grantee's maptrack is full, as Xen 4.17 does", () => {
     const b = newBed();
     grant(b, b.domU, 8, 2);
     table(b, b.domUs[1]!).maxMaptrackFrames = 0;
-    expect(map(b, b.domUs[1]!, b.domU.domid, 8).status).toBe(GNTST.no_device_space);
+    expect(map(b, b.domUs[1]!, b.domU.domid, 8).status).toBe(GNTST.no_space);
     expect(flagsOf(b, b.domU, 8)).toBe(GTF.permit_access);
   });
 
@@ -407,18 +407,27 @@ describe("GNTTABOP_map_grant_ref and unmap_grant_ref", () => {
     ["a handle never handed out", (h: number) => ({ handle: h + 1000 }), GNTST.bad_handle],
     ["the wrong host_addr", () => ({ host: HOST + PAGE_SIZE }), GNTST.general_error],
     ["host_addr 0", () => ({ host: 0 }), GNTST.general_error],
-    ["the wrong dev_bus_addr", () => ({ bus: 4096n }), GNTST.general_error],
+    ["the wrong dev_bus_addr for a device mapping", () => ({ bus: 4096n }), GNTST.bad_dev_addr],
   ])("refuses to unmap with %s and keeps the mapping", (_what, change, status) => {
     const b = newBed();
     const [granter, mapper] = [b.domU, b.domUs[1]!];
     grant(b, granter, 8, mapper.domid);
-    const r = map(b, mapper, granter.domid, 8);
+    const r = map(b, mapper, granter.domid, 8, HOST, GNTMAP.host_map | GNTMAP.device_map);
     const c: { handle?: number; host?: number; bus?: bigint } = change(r.handle);
     expect(unmap(b, mapper, c.handle ?? r.handle, c.host ?? HOST, c.bus ?? 0n)).toBe(status);
     expect(mapper.mappings.has(HOST / PAGE_SIZE)).toBe(true);
     expect(flagsOf(b, granter, 8)).toBe(GTF.permit_access | GTF.reading | GTF.writing);
     // The right dev_bus_addr is accepted.
     expect(unmap(b, mapper, r.handle, HOST, r.bus)).toBe(GNTST.okay);
+  });
+
+  it("ignores dev_bus_addr when unmapping a host-only mapping, as Xen 4.17 does", () => {
+    const b = newBed();
+    const [granter, mapper] = [b.domU, b.domUs[1]!];
+    grant(b, granter, 8, mapper.domid);
+    const r = map(b, mapper, granter.domid, 8);
+    expect(unmap(b, mapper, r.handle, HOST, 4096n)).toBe(GNTST.okay);
+    expect(mapper.mappings.has(HOST / PAGE_SIZE)).toBe(false);
   });
 
   it("refuses another domain's handle and a second unmap", () => {
@@ -466,15 +475,15 @@ describe("a granter ending access", () => {
     expect(endAccess(b, granter, 8)).toBe(false);
     expect(flagsOf(b, granter, 8) & GTF.reading).toBe(GTF.reading);
 
-    // The granter gives the page up anyway: the mapping keeps the frame alive.
+    // The granter gives the page up anyway: the mapping keeps the frame alive, still in its tot_pages.
     expect(granter.depopulate(PFN)).toBe(true);
-    expect(granter.totPages).toBe(31);
+    expect([granter.pfnToMfn(PFN), granter.totPages]).toEqual([undefined, 32]);
     expect([b.hv.machine.owner[mfn], b.hv.machine.refCount[mfn]]).toEqual([granter.domid, 1]);
     expect(read(b.hv, mapper, HOST, 2)).toEqual(new Uint8Array([0x42, 0x42]));
     expectInvariants(b.hv);
 
     expect(unmap(b, mapper, r.handle)).toBe(GNTST.okay);
-    expect([b.hv.machine.owner[mfn], b.hv.machine.refCount[mfn]]).toEqual([FRAME_FREE, 0]);
+    expect([b.hv.machine.owner[mfn], b.hv.machine.refCount[mfn], granter.totPages]).toEqual([FRAME_FREE, 0, 31]);
     expect(endAccess(b, granter, 8)).toBe(true);
     expect(flagsOf(b, granter, 8)).toBe(0);
   });

@@ -1,12 +1,18 @@
 import { afterEach, describe, expect, it } from "vitest";
 import {
   DOMID,
+  GNTMAP,
+  GNTST,
+  GNTTABOP,
+  GTF,
   HYPERVISOR,
   PAGE_SIZE,
   XENMAPSPACE,
   XENMEM,
   XENMEMF,
   XEN_ERRNO,
+  gnttab_map_grant_ref,
+  gnttab_unmap_grant_ref,
   vcpu_info,
   xen_add_to_physmap,
   xen_add_to_physmap_batch,
@@ -240,15 +246,62 @@ describe("XENMEM_decrease_reservation", () => {
     expectInvariants(b.hv);
   });
 
-  it("lets a page another domain maps leave the reservation, freeing it when the mapping goes", () => {
+  it("lets a page another domain maps leave the P2M, counting it in tot_pages until the mapping goes and frees it", () => {
     const b = bed();
     const mfn = b.domU.pfnToMfn(6)!;
     expect(batch(b, b.dom0, { foreign: 1, idxs: [6], gpfns: [100] })).toEqual({ rc: 0, errs: [0] });
     expect(reserve(b, b.domU, XENMEM.decrease_reservation, { pfns: [6] }).rc).toBe(1);
-    expect([b.domU.totPages, b.hv.machine.owner[mfn], b.hv.machine.refCount[mfn]]).toEqual([31, 1, 1]);
+    expect([b.domU.pfnToMfn(6), b.domU.totPages, b.hv.machine.owner[mfn], b.hv.machine.refCount[mfn]]).toEqual([undefined, 32, 1, 1]);
+    expect(askAbout(b, b.domU, XENMEM.current_reservation, DOMID.SELF)).toBe(32);
     expectInvariants(b.hv);
     expect(removeFromPhysmap(b, b.dom0, 100)).toBe(0);
-    expect(b.hv.machine.refCount[mfn]).toBe(0);
+    expect([b.hv.machine.refCount[mfn], b.domU.totPages]).toEqual([0, 31]);
+    expectInvariants(b.hv);
+  });
+
+  it("cannot be used to pass max_pages by granting a page to oneself, mapping it, giving it back and asking again", () => {
+    const b = bed();
+    const d = b.domU; // 32 pages of RAM, max_pages 64
+    const gt = b.hv.grants.get(d)!;
+    const view = new DataView(b.hv.machine.buffer);
+    const PFN = 5;
+    const handles: number[] = [];
+    const granted: number[] = [];
+    for (let i = 0; ; i++) {
+      // Grant the page at pfn 5 to itself (entry 10 + i) and map it above its RAM.
+      const mfn = d.pfnToMfn(PFN)!;
+      const at = gt.entryOffset(10 + i)!;
+      view.setUint16(at + 2, d.domid, true);
+      view.setUint32(at + 4, mfn, true);
+      view.setUint16(at, GTF.permit_access, true);
+      const a = b.args(d);
+      const op = a.put(gnttab_map_grant_ref, { host_addr: BigInt((100 + i) * PAGE_SIZE), flags: GNTMAP.host_map, ref: 10 + i, dom: d.domid });
+      expect(b.call(d, HYPERVISOR.grant_table_op, GNTTABOP.map_grant_ref, op, 1)).toBe(0);
+      expect(a.get(gnttab_map_grant_ref, op).status).toBe(GNTST.okay);
+      handles.push(a.get(gnttab_map_grant_ref, op).handle);
+      // Give the page back: it leaves the P2M, but its mapping keeps it allocated, and counted.
+      expect(reserve(b, d, XENMEM.decrease_reservation, { pfns: [PFN] }).rc).toBe(1);
+      expect([d.pfnToMfn(PFN), b.hv.machine.owner[mfn]]).toEqual([undefined, d.domid]);
+      // Ask for a page again: granted only while under max_pages.
+      const more = reserve(b, d, XENMEM.increase_reservation, { pfns: [0, 0, 0] }).rc;
+      granted.push(more);
+      if (more < 3) break;
+    }
+    // 32 pages more, three at a time, the last request stopping short at max_pages (ENOMEM), and then none.
+    expect(granted).toEqual([...Array<number>(10).fill(3), 2]);
+    expect(reserve(b, d, XENMEM.increase_reservation, { pfns: [0] }).rc).toBe(0);
+    expect([d.totPages, d.maxPages, d.p2m.count, handles.length]).toEqual([64, 64, 53, 11]);
+    expect(b.hv.machine.ramOwnedBy(d.domid)).toBe(64);
+    expect(b.hv.machine.framesOf(d.domid)).toHaveLength(64 + 2); // and its shared_info and grant frame
+    expect(askAbout(b, d, XENMEM.current_reservation, DOMID.SELF)).toBe(64);
+    expectInvariants(b.hv);
+    // Unmapping frees the pages given back, and only then do they leave tot_pages.
+    const a = b.args(d);
+    handles.forEach((handle, i) => {
+      const op = a.put(gnttab_unmap_grant_ref, { host_addr: BigInt((100 + i) * PAGE_SIZE), handle });
+      expect(b.call(d, HYPERVISOR.grant_table_op, GNTTABOP.unmap_grant_ref, op, 1)).toBe(0);
+    });
+    expect([d.totPages, d.p2m.count, b.hv.machine.framesOf(d.domid).length]).toEqual([53, 53, 55]);
     expectInvariants(b.hv);
   });
 });
@@ -361,7 +414,7 @@ describe("XENMEM_add_to_physmap", () => {
     // What the grant table does when it maps a grant at virtual page 40.
     const mfn = b.domUs[1]!.pfnToMfn(0)!;
     b.hv.machine.get(mfn);
-    b.domU.mappings.set(40, { mfn, writable: true });
+    b.domU.mappings.set(40, { mfn, writable: true, kind: "grant" });
     expect(addToPhysmap(b, b.domU, { space: XENMAPSPACE.shared_info, gpfn: 40 })).toBe(-E.EBUSY);
     expect(removeFromPhysmap(b, b.domU, 40)).toBe(-E.EBUSY);
     expect(b.domU.translate(40)?.mfn).toBe(mfn);

@@ -258,6 +258,8 @@ describe("SCHEDOP_remote_shutdown", () => {
   it.each([
     ["a domU on another domU", 1, 2, SHUTDOWN.poweroff, -EPERM],
     ["a domU on dom0", 1, 0, SHUTDOWN.poweroff, -EPERM],
+    // Xen's xsm_schedop_shutdown is XSM_DM_PRIV: acting on itself earns a domU nothing.
+    ["a domU on itself", 1, 1, SHUTDOWN.poweroff, -EPERM],
     ["an unknown domid", 0, 77, SHUTDOWN.poweroff, -ESRCH],
     // rcu_lock_domain_by_id does not resolve DOMID_SELF.
     ["DOMID_SELF", 0, DOMID.SELF, SHUTDOWN.poweroff, -ESRCH],
@@ -290,8 +292,12 @@ describe("SCHEDOP_poll", () => {
     ["more than 128 ports", () => poll(current!, current!.domU, Array.from({ length: POLL_MAX_PORTS + 1 }, (_, i) => i + 1)), -EINVAL],
     // The count is checked before the list is read, as Xen does.
     ["more than 128 ports at an unmapped list", () => poll(current!, current!.domU, [1], 0, 129), -EINVAL],
-    ["port 4096", () => poll(current!, current!.domU, [1, 4096]), -EINVAL],
+    ["port 4096", () => poll(current!, current!.domU, [bindIpi(current!, current!.domU), 4096]), -EINVAL],
     ["port 0xffffffff", () => poll(current!, current!.domU, [0xffffffff]), -EINVAL],
+    // As Xen's evtchn_port_poll: a port must be valid and in use.
+    ["a closed port after an open one", () => poll(current!, current!.domU, [bindIpi(current!, current!.domU), 5]), -EINVAL],
+    ["the reserved port 0", () => poll(current!, current!.domU, [0]), -EINVAL],
+    ["a port past the domain's valid ports", () => poll(current!, current!.domU, [bindIpi(current!, current!.domU), 100]), -EINVAL],
     [
       "an unreadable port list",
       () => current!.call(current!.domU, HYPERVISOR.sched_op, SCHEDOP.poll, current!.args(current!.domU).put(sched_poll, { ports: BigInt(UNMAPPED), nr_ports: 2, timeout: 0n })),
@@ -312,10 +318,12 @@ describe("SCHEDOP_poll", () => {
     expect([v.runstate, v.poll, seen.descheduled]).toEqual([RUNSTATE.runnable, undefined, []]);
   });
 
-  it("accepts exactly 128 ports, and port 4095", () => {
+  it("accepts exactly 128 ports, and port 4095 once it is in use", () => {
     const b = setup();
     const v = b.domU.vcpus[0]!;
-    expect(poll(b, b.domU, Array.from({ length: POLL_MAX_PORTS }, (_, i) => 4095 - i))).toBe(0);
+    const ports = Array.from({ length: 4095 }, () => bindIpi(b, b.domU));
+    expect(ports.at(-1)).toBe(4095);
+    expect(poll(b, b.domU, ports.slice(-POLL_MAX_PORTS))).toBe(0);
     expect(v.runstate).toBe(RUNSTATE.blocked);
     expect(v.poll?.ports).toHaveLength(128);
   });
@@ -327,7 +335,8 @@ describe("SCHEDOP_poll", () => {
     send(b, b.domU, ipi);
     const seen = spy(b.hv);
     const v = b.domU.vcpus[0]!;
-    expect(poll(b, b.domU, [5, ipi])).toBe(0);
+    // Xen stops at the first pending port, before looking at the closed port 5 after it.
+    expect(poll(b, b.domU, [ipi, 5])).toBe(0);
     expect([v.runstate, v.poll, seen.descheduled]).toEqual([RUNSTATE.runnable, undefined, []]);
   });
 

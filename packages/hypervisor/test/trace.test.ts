@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { HYPERVISOR, SCHEDOP } from "@pvkit/abi";
 import { Engine, Hypervisor, PCPU_TRACE_PID, Trace, toChromeTrace } from "@pvkit/hypervisor";
-import { makeDomain } from "./bed.js";
+import { expectInvariants, makeDomain } from "./bed.js";
 
 describe("the trace", () => {
   it("records nothing when disabled, and serializes records as JSON lines", () => {
@@ -18,6 +18,7 @@ describe("the trace", () => {
     const hv = new Hypervisor({ frames: 256, pcpus: 2 });
     const engine = new Engine(hv);
     const d = makeDomain(hv, 1, false, 24, 1);
+    hv.log("a message from Xen itself"); // recorded as DOMID_XEN, the pCPUs' process
     engine.attachKernel(d, async (p) => {
       p.hypercall(HYPERVISOR.sched_op, SCHEDOP.yield);
       await p.descheduled();
@@ -36,11 +37,15 @@ describe("the trace", () => {
     expect(slices.every((e) => e["pid"] === PCPU_TRACE_PID && (e["dur"] as number) > 0 && e["name"] === "d1v0")).toBe(true);
     const call = traceEvents.find((e) => e["cat"] === "hypercall" && e["name"] === "99");
     expect(call).toMatchObject({ pid: 1, tid: 0, args: { result: -38 } });
-    const names = traceEvents.filter((e) => e["ph"] === "M").map((e) => (e["args"] as { name: string }).name);
-    expect(names).toEqual(expect.arrayContaining(["Xen: pCPUs", "domain 1"]));
+    const names = traceEvents.filter((e) => e["ph"] === "M").map((e) => [e["pid"], (e["args"] as { name: string }).name]);
+    // Xen's process is named once, whatever Xen records under DOMID_XEN: never "domain 32754".
+    expect(names.filter(([pid]) => pid === PCPU_TRACE_PID)).toEqual([[PCPU_TRACE_PID, "Xen"]]);
+    expect(names).toContainEqual([1, "domain 1"]);
+    expect(traceEvents.find((e) => e["cat"] === "console")).toMatchObject({ pid: PCPU_TRACE_PID, args: { text: "a message from Xen itself" } });
     // Slices are in microseconds: the first starts at 0 and lasts the slice cost (about a microsecond).
     expect(slices[0]!["ts"]).toBe(0);
     expect(slices[0]!["dur"]).toBeLessThan(10);
+    expectInvariants(hv);
   });
 });
 
@@ -51,9 +56,8 @@ describe("the realtime engine", () => {
     const d = makeDomain(hv, 1, false, 24, 1);
     engine.attachKernel(d, async (p) => {
       const view = p.memory.page(20 * 4096);
-      view.setUint32(64, 1, true);
       view.setBigUint64(0, BigInt(20 * 4096 + 64), true); // sched_poll.ports
-      view.setUint32(8, 1, true); // nr_ports
+      view.setUint32(8, 0, true); // nr_ports: none, only the timeout wakes it
       view.setBigUint64(16, 30_000_000n, true); // timeout: 30 ms of system time
       p.hypercall(HYPERVISOR.sched_op, SCHEDOP.poll, 20 * 4096);
       await p.descheduled();

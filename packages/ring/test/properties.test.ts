@@ -96,6 +96,9 @@ class Model {
    */
   drain(): void {
     for (let round = 0; round < 100; round++) {
+      // Requests the back end took finish their I/O and are answered whether or not it sleeps.
+      while (this.toAnswer.length > 0) this.step("bRespond");
+      this.step("bPush");
       this.step("fPush");
       this.step("bWake");
       if (this.backAwake) {

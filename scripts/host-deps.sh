@@ -2,12 +2,14 @@
 # Installs the Debian packages pvkit's interop tests use, when they are missing:
 #   libxen-dev  Xen's public headers in /usr/include/xen (conformance and ring interop tests)
 #   gcc         to compile the C harnesses against them
+#   xenstore-utils  Xen's real XenStore clients, for the xenstored interop test
 # As root it uses apt-get; otherwise it says what to install. The C-backed
 # tests are skipped without these on a developer's machine and fail under CI.
 set -u
 need=()
 [ -f /usr/include/xen/xen.h ] || need+=(libxen-dev)
 command -v gcc >/dev/null 2>&1 || need+=(gcc)
+command -v xenstore-read >/dev/null 2>&1 || need+=(xenstore-utils)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "host-deps: installing ${need[*]}"

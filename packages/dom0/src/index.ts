@@ -14,3 +14,5 @@ export * from "./console-relay.js";
 export * from "./manifest.js";
 export { dom0Main } from "./kernel.js";
 export * from "./xenstore/index.js";
+export * from "./xenstored.js";
+export * from "./xs-domain.js";

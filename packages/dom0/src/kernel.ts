@@ -15,6 +15,8 @@ import { SHUTDOWN, VIRQ, keyOf } from "@pvkit/abi";
 import { kernelMain, orThrow, type Kernel } from "@pvkit/kernel";
 import { buildDomain, createDomain } from "./builder.js";
 import { ConsoleRelay } from "./console-relay.js";
+import { XenstoredService } from "./xenstored.js";
+import { publishDom0, publishDomain, releaseDomain } from "./xs-domain.js";
 import { parseManifest, substitute, type Manifest } from "./manifest.js";
 import { Toolstack } from "./toolstack.js";
 
@@ -35,6 +37,13 @@ export async function dom0Main(k: Kernel): Promise<void> {
 
 async function boot(k: Kernel, m: Manifest): Promise<void> {
   const ts = new Toolstack(k);
+  const xenstored = new XenstoredService(k);
+  const xs = xenstored.client;
+  const socket = m.xenstored?.socket;
+  if (socket !== undefined) xenstored.listen(socket);
+  orThrow(await publishDom0(xs, k.memory.nrPages)());
+  const shutdownRequests = xs.watch("/local/domain/0/control/shutdown", "dom0-shutdown");
+
   const domids = new Map<string, number>();
   const specs = m.domains.map((d) => ({ name: d.name, kernel: d.kernel, pages: d.memory * MIB_PAGES, vcpus: d.vcpus ?? 1, cmdline: d.cmdline ?? "" }));
   for (const spec of specs) domids.set(spec.name, orThrow(createDomain(k, spec)));
@@ -58,6 +67,7 @@ async function boot(k: Kernel, m: Manifest): Promise<void> {
       throw new Error(`building ${spec.name}: ${built.left.message}`);
     }
     relays.set(domid, orThrow(ConsoleRelay.connect(k, domid, spec.name, built.right.consolePort, sink)));
+    orThrow(await publishDomain(xs, built.right, spec)());
   }
   for (const [name, domid] of domids) {
     orThrow(ts.unpause(domid));
@@ -66,19 +76,40 @@ async function boot(k: Kernel, m: Manifest): Promise<void> {
 
   const domExc = orThrow(k.events.bindVirq(VIRQ.DOM_EXC));
   const live = new Map([...domids].map(([name, id]) => [id, name]));
-  while (live.size > 0) {
-    await k.events.wait(domExc);
+  const reap = async (force: boolean) => {
     for (const [domid, name] of [...live]) {
       const info = ts.domainInfo(domid);
       const reason = E.isRight(info) ? Toolstack.shutdownReason(info.right) : undefined;
-      if (reason === undefined) continue;
+      if (reason === undefined && !force) continue;
       relays.get(domid)?.close();
       relays.delete(domid);
       orThrow(ts.destroy(domid));
+      await releaseDomain(xs, domid);
       live.delete(domid);
-      await k.print(`dom0: ${name} (domain ${domid}) shut down: ${keyOf(SHUTDOWN, reason) ?? reason}; destroyed`);
+      await k.print(`dom0: ${name} (domain ${domid}) ${reason === undefined ? "destroyed on shutdown" : `shut down: ${keyOf(SHUTDOWN, reason) ?? reason}; destroyed`}`);
     }
+  };
+  // A host serving XenStore stays up until asked to stop; otherwise dom0 goes when its domains have.
+  let stopRequested = false;
+  let requestStop = () => {};
+  const stop = new Promise<void>((resolve) => (requestStop = resolve));
+  void (async () => {
+    for await (const _ of shutdownRequests) {
+      const asked = await xs.read("/local/domain/0/control/shutdown")();
+      if (E.isRight(asked) && asked.right === "poweroff") {
+        stopRequested = true;
+        requestStop();
+        return;
+      }
+    }
+  })();
+  while (live.size > 0 || (socket !== undefined && !stopRequested)) {
+    await Promise.race([k.events.wait(domExc), stop]);
+    await reap(stopRequested);
+    if (xenstored.failure !== undefined) throw new Error(`xenstored socket: ${xenstored.failure.message}`);
   }
+  await shutdownRequests.close();
+  xenstored.close();
   await k.print("dom0: every domain has shut down");
 }
 

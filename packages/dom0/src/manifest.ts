@@ -15,6 +15,11 @@
  * }
  * ```
  *
+ * `xenstored.socket`, when given, is where xenstored listens for host
+ * programs (the `XENSTORED_PATH` of Debian's `xenstore-*` clients); dom0 then
+ * stays up after its domains are gone, until told to stop by writing
+ * `poweroff` to `/local/domain/0/control/shutdown`.
+ *
  * `memory` is in MiB, as in xl.cfg. A channel is an event channel port
  * allocated in `from` and offered to `to`, the way libxl sets up a console's;
  * command lines may name domids and ports: `${domid.NAME}`, and for a
@@ -43,6 +48,7 @@ export const Manifest = t.intersection([
   t.partial({
     channels: t.array(t.type({ name: Name, from: Name, to: Name })),
     consoleLinks: t.array(t.type({ from: Name, to: Name })),
+    xenstored: t.partial({ socket: t.string }),
   }),
 ]);
 

@@ -336,6 +336,8 @@ export class Engine {
           continue;
         }
         if (this.mode === "deterministic") return "idle";
+        // Realtime: outside input can wake a domain, but not one that has shut down.
+        if ([...hv.domains.values()].every((d) => d.state === "shutdown" || d.dead)) return "idle";
         if (opts.until !== undefined && hv.now >= opts.until) return "until";
         await this.waitForInput(opts.until);
         continue;

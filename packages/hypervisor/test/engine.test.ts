@@ -1,7 +1,18 @@
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { HYPERVISOR, RUNSTATE, SCHEDOP, SHUTDOWN, XEN_ERRNO, sched_poll, sched_shutdown, type KernelEntry, type Platform } from "@pvkit/abi";
 import { Engine, Hypervisor, checkInvariants, seededRandom, type Domain } from "@pvkit/hypervisor";
 import { makeDomain } from "./bed.js";
+
+// Every hypervisor a test makes is checked by the invariant checker afterwards.
+const made: Hypervisor[] = [];
+afterEach(() => {
+  for (const hv of made.splice(0)) expect(checkInvariants(hv)).toEqual([]);
+});
+function hypervisor(config: ConstructorParameters<typeof Hypervisor>[0]): Hypervisor {
+  const hv = new Hypervisor(config);
+  made.push(hv);
+  return hv;
+}
 
 /** A kernel that never blocks: it yields and lets others run, forever. */
 const spinner: KernelEntry = async (p) => {
@@ -24,7 +35,7 @@ function running(d: Domain, hv: Hypervisor): number {
 }
 
 function topology(pcpus: number, weights: readonly number[], caps: readonly number[] = []) {
-  const hv = new Hypervisor({ frames: 512, pcpus, trace: false });
+  const hv = hypervisor({ frames: 512, pcpus, trace: false });
   const engine = new Engine(hv, { seed: 7 });
   const doms = weights.map((w, i) => {
     const d = makeDomain(hv, i + 1, false, 24, 1);
@@ -70,7 +81,7 @@ describe("the credit scheduler under the engine", () => {
 
 describe("the engine", () => {
   it("jumps virtual time to the next timer when everyone is blocked, and stops when nothing can happen", async () => {
-    const hv = new Hypervisor({ frames: 256 });
+    const hv = hypervisor({ frames: 256 });
     const engine = new Engine(hv);
     const d = makeDomain(hv, 1, false, 24, 1);
     const woke: number[] = [];
@@ -94,7 +105,7 @@ describe("the engine", () => {
   });
 
   it("powers a domain off when its kernel returns, and crashes it when the kernel throws", async () => {
-    const hv = new Hypervisor({ frames: 256 });
+    const hv = hypervisor({ frames: 256 });
     const engine = new Engine(hv);
     const ok = makeDomain(hv, 1, false, 24, 1);
     const bad = makeDomain(hv, 2, false, 24, 1);
@@ -110,7 +121,7 @@ describe("the engine", () => {
   });
 
   it("lets a kernel shut its domain down with SCHEDOP_shutdown and Xen's reason", async () => {
-    const hv = new Hypervisor({ frames: 256 });
+    const hv = hypervisor({ frames: 256 });
     const engine = new Engine(hv);
     const d = makeDomain(hv, 1, false, 24, 1);
     let rc: number | undefined;
@@ -126,7 +137,7 @@ describe("the engine", () => {
   });
 
   it("crashes a domain whose vCPU context points at no kernel image", async () => {
-    const hv = new Hypervisor({ frames: 256 });
+    const hv = hypervisor({ frames: 256 });
     const engine = new Engine(hv);
     const d = makeDomain(hv, 1, false, 24, 1);
     d.vcpus[0]!.context = { rip: 4096, rsi: 0 }; // page 1 is zeroed RAM: no magic
@@ -136,7 +147,7 @@ describe("the engine", () => {
   });
 
   it("answers a refused shutdown reason without stopping the domain", async () => {
-    const hv = new Hypervisor({ frames: 256 });
+    const hv = hypervisor({ frames: 256 });
     const engine = new Engine(hv);
     const d = makeDomain(hv, 1, false, 24, 1);
     let rc: number | undefined;
@@ -150,7 +161,7 @@ describe("the engine", () => {
 
   it("gives the same trace for the same seed, and the generator differs across seeds", async () => {
     const trace = async (seed: number) => {
-      const hv = new Hypervisor({ frames: 512, pcpus: 2 });
+      const hv = hypervisor({ frames: 512, pcpus: 2 });
       const engine = new Engine(hv, { seed });
       for (let i = 1; i <= 3; i++) engine.attachKernel(makeDomain(hv, i, false, 24, 1), spinner, 0);
       await engine.run({ until: 200_000 });

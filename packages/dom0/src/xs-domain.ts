@@ -90,3 +90,73 @@ export function publishDom0(xs: XsClient, pages: number): TE.TaskEither<XsError,
 export function releaseDomain(xs: XsClient, domid: number): Promise<E.Either<XsError, void>> {
   return xs.release(domid)();
 }
+
+/** A split device as the toolstack creates it (libxl's `device_add`). */
+export interface DeviceSpec {
+  /** The device type: `vbd`, `vif`, `console`, ... */
+  readonly type: string;
+  /** The device id in the frontend (a vbd's virtual-device number, a vif's handle). */
+  readonly devid: number;
+  /** The domain the frontend runs in. */
+  readonly frontendDomid: number;
+  /** The domain the backend runs in: dom0, or a driver domain. */
+  readonly backendDomid: number;
+  /** Extra keys of the frontend directory (e.g. `virtual-device`, `mac`). */
+  readonly frontend?: Readonly<Record<string, string>>;
+  /** Extra keys of the backend directory (e.g. `params`, `mode`, `bridge`). */
+  readonly backend?: Readonly<Record<string, string>>;
+}
+
+/** Where a device's two directories are. */
+export function devicePaths(d: DeviceSpec): { readonly frontend: string; readonly backend: string } {
+  return {
+    frontend: `/local/domain/${d.frontendDomid}/device/${d.type}/${d.devid}`,
+    backend: `/local/domain/${d.backendDomid}/backend/${d.type}/${d.frontendDomid}/${d.devid}`,
+  };
+}
+
+/**
+ * Creates both directories of a device in one transaction, as libxl does:
+ * the frontend's owned by the frontend domain and readable by the backend's,
+ * the backend's the other way round; both `state` Initialising, the backend
+ * `online`. The drivers' xenbus watches take it from there.
+ */
+export function addDevice(xs: XsClient, d: DeviceSpec): TE.TaskEither<XsError, void> {
+  const { frontend, backend } = devicePaths(d);
+  const writeAll = (dir: string, keys: Readonly<Record<string, string>>, tx: XsTx) => TE.sequenceSeqArray(Object.entries(keys).map(([k, v]) => xs.write(`${dir}/${k}`, v, tx)));
+  return xs.transaction((tx) =>
+    pipe(
+      xs.mkdir(frontend, tx),
+      TE.chain(() => xs.setPerms(frontend, { owner: d.frontendDomid, others: "n", entries: [{ domid: d.backendDomid, access: "r" }] }, tx)),
+      TE.chain(() => writeAll(frontend, { backend, "backend-id": String(d.backendDomid), state: "1", ...d.frontend }, tx)),
+      TE.chain(() => xs.mkdir(backend, tx)),
+      TE.chain(() => xs.setPerms(backend, { owner: d.backendDomid, others: "n", entries: [{ domid: d.frontendDomid, access: "r" }] }, tx)),
+      TE.chain(() => writeAll(backend, { frontend, "frontend-id": String(d.frontendDomid), online: "1", state: "1", ...d.backend }, tx)),
+      TE.map(() => undefined),
+    ),
+  );
+}
+
+/**
+ * Starts removing a device, as libxl's `device_remove` does: the backend is
+ * taken offline and asked to close (`online` 0, `state` Closing); the drivers
+ * tear down. {@link forgetDevice} then removes both directories.
+ */
+export function removeDevice(xs: XsClient, d: DeviceSpec): TE.TaskEither<XsError, void> {
+  const { backend } = devicePaths(d);
+  return xs.transaction((tx) =>
+    pipe(
+      xs.write(`${backend}/online`, "0", tx),
+      TE.chain(() => xs.write(`${backend}/state`, "5", tx)),
+    ),
+  );
+}
+
+/** Removes both directories of a device once its drivers have closed. */
+export function forgetDevice(xs: XsClient, d: DeviceSpec): TE.TaskEither<XsError, void> {
+  const { frontend, backend } = devicePaths(d);
+  return pipe(
+    xs.rm(frontend),
+    TE.chain(() => xs.rm(backend)),
+  );
+}

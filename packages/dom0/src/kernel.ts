@@ -16,11 +16,52 @@ import { kernelMain, orThrow, type Kernel } from "@pvkit/kernel";
 import { buildDomain, createDomain } from "./builder.js";
 import { ConsoleRelay } from "./console-relay.js";
 import { XenstoredService } from "./xenstored.js";
-import { publishDom0, publishDomain, releaseDomain } from "./xs-domain.js";
-import { parseManifest, substitute, type Manifest } from "./manifest.js";
+import { addDevice, devicePaths, publishDom0, publishDomain, releaseDomain, type DeviceSpec } from "./xs-domain.js";
+import { startBlkback } from "./blkback/index.js";
+import { startNetback } from "./netback/index.js";
+import { parseManifest, substitute, vdevToDevid, type Manifest } from "./manifest.js";
 import { Toolstack } from "./toolstack.js";
 
 const MIB_PAGES = 256;
+
+/** The devices of a manifest domain, as the toolstack creates them: disks as vbds, vifs served by dom0 or a driver domain. */
+function deviceSpecs(d: Manifest["domains"][number], domids: ReadonlyMap<string, number>): DeviceSpec[] {
+  const frontendDomid = domids.get(d.name)!;
+  const disks = (d.disks ?? []).map((disk): DeviceSpec => {
+    const devid = vdevToDevid(disk.vdev)!;
+    return {
+      type: "vbd",
+      devid,
+      frontendDomid,
+      backendDomid: 0,
+      frontend: { "virtual-device": String(devid), "device-type": "disk" },
+      backend: {
+        dev: disk.vdev,
+        type: disk.target === "memory" ? "memory" : "file",
+        params: disk.target === "memory" ? String((disk.size ?? 1) * 1024 * 1024) : disk.target,
+        mode: disk.mode ?? "w",
+        "device-type": "disk",
+      },
+    };
+  });
+  const vifs = (d.vifs ?? []).map((vif, handle): DeviceSpec => {
+    const mac = vif.mac ?? defaultMac(frontendDomid, handle);
+    return {
+      type: "vif",
+      devid: handle,
+      frontendDomid,
+      backendDomid: vif.backend === undefined ? 0 : domids.get(vif.backend)!,
+      frontend: { mac, handle: String(handle) },
+      backend: { mac, handle: String(handle), bridge: vif.bridge ?? "xenbr0", script: "vif-bridge" },
+    };
+  });
+  return [...disks, ...vifs];
+}
+
+/** A locally administered MAC in Xen's OUI (00:16:3e), derived from the domid and handle as xl does when none is given. */
+function defaultMac(domid: number, handle: number): string {
+  return ["00", "16", "3e", domid >> 8, domid & 0xff, handle].map((b) => (typeof b === "string" ? b : b.toString(16).padStart(2, "0"))).join(":");
+}
 
 /** Runs dom0 on a booted kernel: build the manifest's domains, serve them, tear them down. */
 export async function dom0Main(k: Kernel): Promise<void> {
@@ -69,6 +110,10 @@ async function boot(k: Kernel, m: Manifest): Promise<void> {
     relays.set(domid, orThrow(ConsoleRelay.connect(k, domid, spec.name, built.right.consolePort, sink)));
     orThrow(await publishDomain(xs, built.right, spec)());
   }
+  const backends = [startBlkback(k, xs), startNetback(k, xs, { bridges: m.bridges ?? [{ name: "xenbr0" }] })];
+  const devicesOf = new Map(m.domains.map((d) => [domids.get(d.name)!, deviceSpecs(d, domids)] as const));
+  for (const devices of devicesOf.values()) for (const dev of devices) orThrow(await addDevice(xs, dev)());
+
   for (const [name, domid] of domids) {
     orThrow(ts.unpause(domid));
     await k.print(`dom0: started ${name} as domain ${domid}`);
@@ -85,6 +130,8 @@ async function boot(k: Kernel, m: Manifest): Promise<void> {
       relays.delete(domid);
       orThrow(ts.destroy(domid));
       await releaseDomain(xs, domid);
+      // The frontends' directories went with the domain's home; the backends saw it and closed.
+      for (const dev of devicesOf.get(domid) ?? []) await xs.rm(devicePaths(dev).backend)();
       live.delete(domid);
       await k.print(`dom0: ${name} (domain ${domid}) ${reason === undefined ? "destroyed on shutdown" : `shut down: ${keyOf(SHUTDOWN, reason) ?? reason}; destroyed`}`);
     }
@@ -109,6 +156,7 @@ async function boot(k: Kernel, m: Manifest): Promise<void> {
     if (xenstored.failure !== undefined) throw new Error(`xenstored socket: ${xenstored.failure.message}`);
   }
   await shutdownRequests.close();
+  for (const b of backends) await b.stop();
   xenstored.close();
   await k.print("dom0: every domain has shut down");
 }

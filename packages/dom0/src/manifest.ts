@@ -36,10 +36,22 @@ import { PathReporter } from "io-ts/lib/PathReporter.js";
 const Name = t.refinement(t.string, (s) => /^[A-Za-z0-9_.-]{1,64}$/.test(s), "Name");
 const Positive = t.refinement(t.number, (n) => Number.isInteger(n) && n > 0, "PositiveInteger");
 
+const Mac = t.refinement(t.string, (s) => /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(s), "MacAddress");
+
+/**
+ * A virtual disk: `target` is a raw image file on the host, or `"memory"` for
+ * a disk held in dom0's memory (`size` MiB); `vdev` is the guest's name for
+ * it (`xvda`...); `mode` `"w"` (default) or `"r"`.
+ */
+export const DiskEntry = t.intersection([t.type({ vdev: t.string, target: t.string }), t.partial({ size: Positive, mode: t.union([t.literal("w"), t.literal("r")]) })]);
+
+/** A virtual network interface on `bridge` (default `xenbr0`), served by dom0 or by the named `backend` domain. */
+export const VifEntry = t.partial({ mac: Mac, bridge: Name, backend: Name });
+
 /** One domain to build. */
 export const DomainEntry = t.intersection([
   t.type({ name: Name, kernel: t.string, memory: Positive }),
-  t.partial({ vcpus: Positive, cmdline: t.string }),
+  t.partial({ vcpus: Positive, cmdline: t.string, disks: t.array(DiskEntry), vifs: t.array(VifEntry) }),
 ]);
 
 /** The manifest. */
@@ -49,6 +61,7 @@ export const Manifest = t.intersection([
     channels: t.array(t.type({ name: Name, from: Name, to: Name })),
     consoleLinks: t.array(t.type({ from: Name, to: Name })),
     xenstored: t.partial({ socket: t.string }),
+    bridges: t.array(t.intersection([t.type({ name: Name }), t.partial({ pcap: t.string })])),
   }),
 ]);
 
@@ -80,6 +93,16 @@ export function parseManifest(bytes: Uint8Array): E.Either<string[], Manifest> {
   }
   for (const l of m.consoleLinks ?? []) for (const end of [l.from, l.to]) if (!names.has(end)) problems.push(`boot manifest: console link names unknown domain "${end}"`);
   for (const d of m.domains) {
+    const vdevs = new Set<string>();
+    for (const disk of d.disks ?? []) {
+      if (vdevToDevid(disk.vdev) === undefined) problems.push(`domain "${d.name}": disk vdev "${disk.vdev}" is not a xvd/hd/sd name`);
+      if (vdevs.has(disk.vdev)) problems.push(`domain "${d.name}": disk vdev "${disk.vdev}" is used twice`);
+      vdevs.add(disk.vdev);
+      if (disk.target === "memory" && disk.size === undefined) problems.push(`domain "${d.name}": memory disk "${disk.vdev}" needs a size`);
+    }
+    for (const vif of d.vifs ?? []) if (vif.backend !== undefined && !names.has(vif.backend)) problems.push(`domain "${d.name}": vif backend names unknown domain "${vif.backend}"`);
+  }
+  for (const d of m.domains) {
     for (const [, kind, name] of (d.cmdline ?? "").matchAll(/\$\{(\w+)\.([A-Za-z0-9_.-]+)\}/g)) {
       const known = kind === "domid" ? names : kind === "port" ? channels : undefined;
       if (known === undefined) problems.push(`domain "${d.name}": unknown placeholder kind "${kind}" in its cmdline`);
@@ -92,4 +115,23 @@ export function parseManifest(bytes: Uint8Array): E.Either<string[], Manifest> {
 /** Replaces `${domid.NAME}` and `${port.NAME}` in a command line. */
 export function substitute(cmdline: string, domids: ReadonlyMap<string, number>, ports: ReadonlyMap<string, number>): string {
   return cmdline.replace(/\$\{(\w+)\.([A-Za-z0-9_.-]+)\}/g, (_, kind: string, name: string) => String((kind === "domid" ? domids : ports).get(name)));
+}
+
+/**
+ * The virtual-device number of a disk name, as Linux and libxl number them
+ * (`xen-vbd-interface.7`): `xvdX` is 202 << 8 | (X * 16), `hdX`/`sdX` map to
+ * their IDE and SCSI majors. Undefined for a name that is none of these.
+ */
+export function vdevToDevid(vdev: string): number | undefined {
+  const m = /^(xvd|hd|sd)([a-z])$/.exec(vdev);
+  if (m === null) return undefined;
+  const disk = m[2]!.charCodeAt(0) - 97;
+  switch (m[1]) {
+    case "xvd":
+      return (202 << 8) | (disk << 4);
+    case "hd":
+      return disk < 2 ? (3 << 8) | (disk << 6) : (22 << 8) | ((disk - 2) << 6);
+    default:
+      return (8 << 8) | (disk << 4);
+  }
 }

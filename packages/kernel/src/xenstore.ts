@@ -51,31 +51,13 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import * as TE from "fp-ts/lib/TaskEither.js";
-import { XENSTORE, XS, XSD_ERRORS, keyOf } from "@pvkit/abi";
+import { XENSTORE, XS, XSD_ERRORS, keyOf, type XsErrorName } from "@pvkit/abi";
 import type { XenError } from "./hypercall.js";
 
 // ---------------------------------------------------------------------------
 // Errors
 // ---------------------------------------------------------------------------
 
-/** The errno names an `XS_ERROR` reply may carry (`xsd_errors[]` in `xs_wire.h`). */
-export type XsErrorName =
-  | "EINVAL"
-  | "EACCES"
-  | "EEXIST"
-  | "EISDIR"
-  | "ENOENT"
-  | "ENOMEM"
-  | "ENOSPC"
-  | "EIO"
-  | "ENOTEMPTY"
-  | "ENOSYS"
-  | "EROFS"
-  | "EBUSY"
-  | "EAGAIN"
-  | "EISCONN"
-  | "E2BIG"
-  | "EPERM";
 
 /**
  * A XenStore request that failed: the daemon's `XS_ERROR`, or a failure on
@@ -780,3 +762,5 @@ export class XsClient {
     };
   }
 }
+
+export type { XsErrorName };

@@ -84,32 +84,40 @@ export const XENSTORE = constants("io/xs_wire.h", "XENSTORE_", {
   ERROR_PROTO: 3,
 });
 
+const XSD_ERROR_TABLE = [
+  ["EINVAL", 22],
+  ["EACCES", 13],
+  ["EEXIST", 17],
+  ["EISDIR", 21],
+  ["ENOENT", 2],
+  ["ENOMEM", 12],
+  ["ENOSPC", 28],
+  ["EIO", 5],
+  ["ENOTEMPTY", 39],
+  ["ENOSYS", 38],
+  ["EROFS", 30],
+  ["EBUSY", 16],
+  ["EAGAIN", 11],
+  ["EISCONN", 106],
+  ["E2BIG", 7],
+  ["EPERM", 1],
+] as const;
+
+/** An error name an `XS_ERROR` reply may carry: one of `xsd_errors[]`. */
+export type XsErrorName = (typeof XSD_ERROR_TABLE)[number][0];
+
 /**
  * The error names an `XS_ERROR` reply may carry, with their errno values, in
  * the order of `xsd_errors[]`. The reply's payload is the name and a NUL.
  */
-export const XSD_ERRORS: readonly { readonly errnum: number; readonly errstring: string }[] = Object.freeze(
-  (
-    [
-      ["EINVAL", 22],
-      ["EACCES", 13],
-      ["EEXIST", 17],
-      ["EISDIR", 21],
-      ["ENOENT", 2],
-      ["ENOMEM", 12],
-      ["ENOSPC", 28],
-      ["EIO", 5],
-      ["ENOTEMPTY", 39],
-      ["ENOSYS", 38],
-      ["EROFS", 30],
-      ["EBUSY", 16],
-      ["EAGAIN", 11],
-      ["EISCONN", 106],
-      ["E2BIG", 7],
-      ["EPERM", 1],
-    ] as const
-  ).map(([errstring, errnum]) => Object.freeze({ errnum, errstring })),
+export const XSD_ERRORS: readonly { readonly errnum: number; readonly errstring: XsErrorName }[] = Object.freeze(
+  XSD_ERROR_TABLE.map(([errstring, errnum]) => Object.freeze({ errnum, errstring })),
 );
+
+/** Whether `name` is one of the error names of `xsd_errors[]`. */
+export function isXsErrorName(name: string): name is XsErrorName {
+  return XSD_ERRORS.some((e) => e.errstring === name);
+}
 
 /** The header of every XenStore message (`struct xsd_sockmsg`, 16 bytes). */
 export const xsd_sockmsg = struct("struct xsd_sockmsg", 16, {

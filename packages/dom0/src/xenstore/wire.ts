@@ -27,7 +27,7 @@
  *
  * @module
  */
-import { XENSTORE, XS, XSD_ERRORS } from "@pvkit/abi";
+import { XENSTORE, XS, XSD_ERRORS, isXsErrorName, type XsErrorName } from "@pvkit/abi";
 
 /** Bytes in a `struct xsd_sockmsg` header. */
 export const XS_HEADER_SIZE = 16;
@@ -44,29 +44,6 @@ export interface XsMessage {
   readonly payload: Uint8Array;
 }
 
-/** The error names an `XS_ERROR` reply may carry (`xsd_errors[]` in `xs_wire.h`). */
-export type XsErrorName =
-  | "EINVAL"
-  | "EACCES"
-  | "EEXIST"
-  | "EISDIR"
-  | "ENOENT"
-  | "ENOMEM"
-  | "ENOSPC"
-  | "EIO"
-  | "ENOTEMPTY"
-  | "ENOSYS"
-  | "EROFS"
-  | "EBUSY"
-  | "EAGAIN"
-  | "EISCONN"
-  | "E2BIG"
-  | "EPERM";
-
-/** Whether `name` is one of the error names of `xsd_errors[]`. */
-export function isXsErrorName(name: string): name is XsErrorName {
-  return XSD_ERRORS.some((e) => e.errstring === name);
-}
 
 /**
  * The stream broke the protocol in a way that loses framing (a header
@@ -267,3 +244,5 @@ export function messageTypeName(type: number): string {
   for (const [k, v] of Object.entries(XS)) if (v === type) return k;
   return String(type);
 }
+
+export { isXsErrorName, type XsErrorName };

@@ -90,6 +90,13 @@ describe.skipIf(skip)("Debian's xenstore-* clients against pvkit's xenstored", (
     expect(out.trim().split("\n")).toEqual(["/local/domain/1/data/reply", "/local/domain/1/data/reply"]);
     expect((await xs("xenstore-read", "/local/domain/1/data/reply")).stdout).toBe("hello from guest");
   });
+
+  it("a guest honours control/shutdown written from the host, as xl shutdown asks PV guests", async () => {
+    expect((await xs("xenstore-write", "/local/domain/1/control/shutdown", "poweroff")).code).toBe(0);
+    for (let i = 0; i < 100 && !hv.console.includes("dom0: guest (domain 1) shut down: poweroff; destroyed"); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(hv.console).toContain("dom0: guest (domain 1) shut down: poweroff; destroyed");
+    expect((await xs("xenstore-list", "/local/domain")).stdout.split("\n")).toEqual(["0"]);
+  });
 });
 
 describe.skipIf(skip)("hostile socket clients", () => {

@@ -54,6 +54,7 @@ import { Grants } from "./grants.js";
 import { ARG_STACK_PAGES, ArgStack, orThrow, result, xenError, type Hypercaller, type XenError } from "./hypercall.js";
 import { INVALID_MFN, Memory } from "./memory.js";
 import { Clock, Timers } from "./time.js";
+import { openXenstore } from "./xenstore-ring.js";
 
 /** What `start_info` told the kernel, decoded. */
 export type StartInfo = StructValue<typeof start_info>;
@@ -276,6 +277,26 @@ function cString(bytes: Uint8Array): string {
   return new TextDecoder().decode(end < 0 ? bytes : bytes.subarray(0, end));
 }
 
+/** What the toolstack may write to a guest's `control/shutdown`, and the reason each asks for. */
+const SHUTDOWN_REQUESTS: Readonly<Record<string, number>> = { poweroff: SHUTDOWN.poweroff, halt: SHUTDOWN.poweroff, reboot: SHUTDOWN.reboot, crash: SHUTDOWN.crash };
+
+/**
+ * Watches `control/shutdown`, as every PV guest's xenbus code does: when the
+ * toolstack (`xl shutdown`, `xl reboot`) writes a request there, the guest
+ * acknowledges it by clearing the key and shuts down with that reason.
+ */
+async function honourShutdownRequests(k: Kernel): Promise<void> {
+  const xs = openXenstore(k);
+  for await (const _ of xs.watch("control/shutdown", "shutdown")) {
+    const asked = await xs.read("control/shutdown")();
+    const reason = E.isRight(asked) ? SHUTDOWN_REQUESTS[asked.right] : undefined;
+    if (reason === undefined) continue;
+    await xs.write("control/shutdown", "")();
+    k.shutdown(reason);
+    return;
+  }
+}
+
 /** Lets every task that can run, run until it waits again. */
 function settle(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
@@ -289,6 +310,7 @@ function settle(): Promise<void> {
 export function kernelMain(main: (k: Kernel) => Promise<void>): KernelEntry {
   return async (platform) => {
     const k = Kernel.boot(platform);
+    if (!k.isDom0 && k.startInfo.store_mfn !== 0n) void honourShutdownRequests(k);
     let done = false;
     let failure: { error: unknown } | undefined;
     main(k).then(

@@ -119,7 +119,8 @@ export function xenstoreRingOf(k: Kernel): { page: Uint8Array; port: number } {
 
 /**
  * Opens a domU's XenStore connection: a {@link XsClient} over its ring page
- * and store event channel. Throws if `start_info` names no XenStore page
+ * and store event channel; later calls return the same client, since a ring
+ * carries one connection. Throws if `start_info` names no XenStore page
  * (dom0, whose xenstored runs in-process).
  *
  * ```ts
@@ -130,6 +131,13 @@ export function xenstoreRingOf(k: Kernel): { page: Uint8Array; port: number } {
  * ```
  */
 export function openXenstore(k: Kernel): XsClient {
-  const { page, port } = xenstoreRingOf(k);
-  return new XsClient(new RingXsTransport(page, port, k.events));
+  // One ring, one client: every caller of a kernel shares the same connection.
+  let xs = clients.get(k);
+  if (xs === undefined) {
+    const { page, port } = xenstoreRingOf(k);
+    clients.set(k, (xs = new XsClient(new RingXsTransport(page, port, k.events))));
+  }
+  return xs;
 }
+
+const clients = new WeakMap<Kernel, XsClient>();

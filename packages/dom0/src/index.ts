@@ -1,8 +1,8 @@
 /**
- * The privileged kernel's libraries: the toolstack (domctl, sysctl and
- * foreign memory, as libxenctrl), the domain builder (as libxenguest) and
- * the console relay. Issues to come add xenstored, the console daemon,
- * back ends and the bridge.
+ * The privileged kernel's libraries: xenstored, the console daemon
+ * (xenconsoled), the back ends (blkback, netback) and the bridge, the
+ * toolstack (domctl, sysctl and foreign memory, as libxenctrl), the domain
+ * builder (as libxenguest), and what libxl writes to XenStore.
  *
  * The dom0 kernel itself is the module `@pvkit/dom0/kernel`.
  *
@@ -10,9 +10,10 @@
  */
 export * from "./toolstack.js";
 export * from "./builder.js";
-export * from "./console-relay.js";
 export * from "./manifest.js";
 export { dom0Main } from "./kernel.js";
 export * from "./xenstore/index.js";
 export * from "./xenstored.js";
 export * from "./xs-domain.js";
+export * from "./console/index.js";
+export * from "./netback/index.js";

@@ -14,7 +14,7 @@ import * as E from "fp-ts/lib/Either.js";
 import { SHUTDOWN, VIRQ, keyOf } from "@pvkit/abi";
 import { kernelMain, orThrow, type Kernel } from "@pvkit/kernel";
 import { buildDomain, createDomain } from "./builder.js";
-import { ConsoleRelay } from "./console-relay.js";
+import { ConsoleDaemon } from "./console/index.js";
 import { XenstoredService } from "./xenstored.js";
 import { addDevice, devicePaths, publishDom0, publishDomain, releaseDomain, type DeviceSpec } from "./xs-domain.js";
 import { startBlkback } from "./blkback/index.js";
@@ -92,13 +92,16 @@ async function boot(k: Kernel, m: Manifest): Promise<void> {
   const ports = new Map<string, number>();
   for (const c of m.channels ?? []) ports.set(c.name, orThrow(k.events.allocUnbound(domids.get(c.to)!, domids.get(c.from)!)));
 
-  const relays = new Map<number, ConsoleRelay>();
   const links = new Map<string, string[]>();
   for (const l of m.consoleLinks ?? []) links.set(l.from, [...(links.get(l.from) ?? []), l.to]);
-  const sink = (name: string, _domid: number, line: string) => {
-    void k.print(`[${name}] ${line}`);
-    for (const to of links.get(name) ?? []) relays.get(domids.get(to)!)?.type(`${line}\n`);
-  };
+  const consoles: ConsoleDaemon = new ConsoleDaemon(k, {
+    sink: (name, _domid, line) => {
+      void k.print(`[${name}] ${line}`);
+      for (const to of links.get(name) ?? []) consoles.type(domids.get(to)!, `${line}\n`);
+    },
+    log: (message) => void k.print(`dom0: ${message}`),
+    ...(m.console?.socketDir !== undefined && { socketDir: m.console.socketDir }),
+  });
 
   for (const spec of specs) {
     const domid = domids.get(spec.name)!;
@@ -107,7 +110,7 @@ async function boot(k: Kernel, m: Manifest): Promise<void> {
       for (const id of domids.values()) ts.destroy(id);
       throw new Error(`building ${spec.name}: ${built.left.message}`);
     }
-    relays.set(domid, orThrow(ConsoleRelay.connect(k, domid, spec.name, built.right.consolePort, sink)));
+    orThrow(consoles.connect(domid, spec.name, built.right.consolePort));
     orThrow(await publishDomain(xs, built.right, spec)());
   }
   const backends = [startBlkback(k, xs), startNetback(k, xs, { bridges: m.bridges ?? [{ name: "xenbr0" }] })];
@@ -126,8 +129,7 @@ async function boot(k: Kernel, m: Manifest): Promise<void> {
       const info = ts.domainInfo(domid);
       const reason = E.isRight(info) ? Toolstack.shutdownReason(info.right) : undefined;
       if (reason === undefined && !force) continue;
-      relays.get(domid)?.close();
-      relays.delete(domid);
+      consoles.disconnect(domid);
       orThrow(ts.destroy(domid));
       await releaseDomain(xs, domid);
       // The frontends' directories went with the domain's home; the backends saw it and closed.
@@ -154,9 +156,11 @@ async function boot(k: Kernel, m: Manifest): Promise<void> {
     await Promise.race([k.events.wait(domExc), stop]);
     await reap(stopRequested);
     if (xenstored.failure !== undefined) throw new Error(`xenstored socket: ${xenstored.failure.message}`);
+    if (consoles.failure !== undefined) throw new Error(`console sockets: ${consoles.failure.message}`);
   }
   await shutdownRequests.close();
   for (const b of backends) await b.stop();
+  consoles.close();
   xenstored.close();
   await k.print("dom0: every domain has shut down");
 }

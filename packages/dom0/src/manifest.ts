@@ -20,6 +20,9 @@
  * stays up after its domains are gone, until told to stop by writing
  * `poweroff` to `/local/domain/0/control/shutdown`.
  *
+ * `console.socketDir`, when given, is where the console daemon offers each
+ * domain's console to host programs (`<dir>/<domid>`, and `<dir>/<name>`).
+ *
  * `memory` is in MiB, as in xl.cfg. A channel is an event channel port
  * allocated in `from` and offered to `to`, the way libxl sets up a console's;
  * command lines may name domids and ports: `${domid.NAME}`, and for a
@@ -61,6 +64,7 @@ export const Manifest = t.intersection([
     channels: t.array(t.type({ name: Name, from: Name, to: Name })),
     consoleLinks: t.array(t.type({ from: Name, to: Name })),
     xenstored: t.partial({ socket: t.string }),
+    console: t.partial({ socketDir: t.string }),
     bridges: t.array(t.intersection([t.type({ name: Name }), t.partial({ pcap: t.string })])),
   }),
 ]);

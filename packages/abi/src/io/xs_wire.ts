@@ -84,7 +84,7 @@ export const XENSTORE = constants("io/xs_wire.h", "XENSTORE_", {
   ERROR_PROTO: 3,
 });
 
-const XSD_ERROR_TABLE = [
+const XSD_ERROR_TABLE: readonly (readonly [XsErrorName, number])[] = [
   ["EINVAL", 22],
   ["EACCES", 13],
   ["EEXIST", 17],
@@ -101,10 +101,26 @@ const XSD_ERROR_TABLE = [
   ["EISCONN", 106],
   ["E2BIG", 7],
   ["EPERM", 1],
-] as const;
+];
 
 /** An error name an `XS_ERROR` reply may carry: one of `xsd_errors[]`. */
-export type XsErrorName = (typeof XSD_ERROR_TABLE)[number][0];
+export type XsErrorName =
+  | "EINVAL"
+  | "EACCES"
+  | "EEXIST"
+  | "EISDIR"
+  | "ENOENT"
+  | "ENOMEM"
+  | "ENOSPC"
+  | "EIO"
+  | "ENOTEMPTY"
+  | "ENOSYS"
+  | "EROFS"
+  | "EBUSY"
+  | "EAGAIN"
+  | "EISCONN"
+  | "E2BIG"
+  | "EPERM";
 
 /**
  * The error names an `XS_ERROR` reply may carry, with their errno values, in

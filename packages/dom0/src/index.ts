@@ -17,3 +17,7 @@ export * from "./xenstored.js";
 export * from "./xs-domain.js";
 export * from "./console/index.js";
 export * from "./netback/index.js";
+export * from "./blkback/index.js";
+export type { Backends } from "./backends.js";
+export { driverDomainMain, closeNetback } from "./netback/driver-domain.js";
+export * from "./control-protocol.js";

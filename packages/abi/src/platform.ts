@@ -85,6 +85,13 @@ export interface HostIrqs {
   alloc(): number;
   /** Raises line `pirq`: callable from any host callback, it marks the bound port pending and wakes dom0. */
   raise(pirq: number): void;
+  /**
+   * Declares host I/O in flight (say, a file read) whose completion will
+   * raise a line; call the function returned when it completes. While any
+   * is held, the engine waits for it rather than concluding that nothing
+   * can happen any more.
+   */
+  hold(): () => void;
 }
 
 /** What a kernel is handed at boot. See the module documentation. */

@@ -16,7 +16,29 @@
  * ```
  *
  * Domains are named by name or domid (`domain`: a string or number), as xl
- * accepts either.
+ * accepts either; a string of digits is a domid.
+ *
+ * What each operation answers (`result`):
+ *
+ * | op | result |
+ * | --- | --- |
+ * | `list` | {@link DomainSummary}[] |
+ * | `create` | {@link CreateResult} |
+ * | `destroy`, `pause`, `unpause` | {@link DomainAck} |
+ * | `shutdown`, `reboot` | {@link DomainAck}; with `wait`, {@link ShutdownResult} once it has gone |
+ * | `mem-set`, `mem-max` | {@link MemoryResult} |
+ * | `vcpu-list` | {@link VcpuSummary}[] |
+ * | `sched-credit` | {@link SchedCreditEntry}[] (every domain without `domain`) |
+ * | `info` | {@link HostInfo} |
+ * | `dmesg` | {@link DmesgResult} (`clear`: the next read starts after this one, as `xl dmesg -c`) |
+ * | `uptime` | {@link UptimeEntry}[] |
+ * | `top` | {@link TopEntry}[] |
+ * | `console` | {@link ConsoleResult} |
+ * | `block-attach`, `network-attach` | {@link AttachResult} |
+ * | `block-detach`, `network-detach` | {@link DomainAck} |
+ * | `block-list` | {@link BlockDeviceSummary}[] |
+ * | `network-list` | {@link NetworkDeviceSummary}[] |
+ * | `host-shutdown` | `null`, once every domain is destroyed; then dom0 powers off |
  *
  * @module
  */
@@ -78,7 +100,8 @@ export const Request = t.intersection([
     t.type({ op: t.literal("create"), args: t.type({ config: CreateRequest, paused: t.boolean }) }),
     t.type({ op: t.keyof({ destroy: null, pause: null, unpause: null }), args: t.type({ domain: DomainRef }) }),
     t.type({ op: t.keyof({ shutdown: null, reboot: null }), args: t.type({ domain: DomainRef, wait: t.boolean }) }),
-    t.type({ op: t.keyof({ info: null, dmesg: null, uptime: null, top: null, "host-shutdown": null }), args: t.type({}) }),
+    t.type({ op: t.keyof({ info: null, uptime: null, top: null, "host-shutdown": null }), args: t.type({}) }),
+    t.type({ op: t.literal("dmesg"), args: t.partial({ clear: t.boolean }) }),
     t.type({ op: t.keyof({ "mem-set": null, "mem-max": null }), args: t.type({ domain: DomainRef, memKiB: Pos }) }),
     t.type({ op: t.literal("vcpu-list"), args: t.partial({ domain: DomainRef }) }),
     t.type({ op: t.literal("sched-credit"), args: t.partial({ domain: DomainRef, weight: Pos, cap: Nat }) }),
@@ -114,6 +137,221 @@ export interface DomainSummary {
   readonly cpuNs: number;
   /** The config it was created from (not for dom0). */
   readonly config?: CreateRequest;
+}
+
+/** What `create` answers: the new domain. */
+export interface CreateResult {
+  /** Its domid. */
+  readonly domid: number;
+  /** Its name. */
+  readonly name: string;
+}
+
+/** What `destroy`, `pause`, `unpause`, `shutdown` and `reboot` without `wait` answer: the domain acted on. */
+export type DomainAck = CreateResult;
+
+/** Why a domain shut down (`SHUTDOWN_*`), or `"destroyed"` if it was destroyed without shutting down first. */
+export type ShutdownReasonName = "poweroff" | "reboot" | "suspend" | "crash" | "watchdog" | "soft_reset" | "destroyed";
+
+/**
+ * What `shutdown` and `reboot` with `wait` answer once the domain has shut
+ * down (or been destroyed), as `xl shutdown -w` waits for either: why it
+ * went, and what the toolstack did about it (its `on_*` action).
+ */
+export interface ShutdownResult extends CreateResult {
+  /** Why it went. */
+  readonly reason: ShutdownReasonName;
+  /** The action applied; `"destroy"` too when it was destroyed outright. */
+  readonly action: Action;
+  /** With `"restart"`: the domid of the domain built again in its place (absent if that failed). */
+  readonly restartedAs?: number;
+}
+
+/** What `mem-set` and `mem-max` answer: the domain's memory settings afterwards, KiB. */
+export interface MemoryResult extends CreateResult {
+  /** `memory/target`: what the balloon driver aims for. */
+  readonly targetKiB: number;
+  /** `memory/static-max`: the most the domain may be given. */
+  readonly staticMaxKiB: number;
+}
+
+/** One vCPU, as `vcpu-list` reports it (xl vcpu-list's columns). */
+export interface VcpuSummary {
+  /** Its domain. */
+  readonly domid: number;
+  /** Its domain's name. */
+  readonly name: string;
+  /** The vCPU id. */
+  readonly vcpu: number;
+  /** The pCPU it is on, or -1 if offline (pvkit does not track pCPUs per vCPU: 0 when online). */
+  readonly cpu: number;
+  /** xl's state column: `r` running, `b` blocked, `p` offline (as xl spells it), `-` where unset. */
+  readonly state: string;
+  /** Online. */
+  readonly online: boolean;
+  /** Blocked, waiting for an event. */
+  readonly blocked: boolean;
+  /** On a pCPU now. */
+  readonly running: boolean;
+  /** Time it has run, ns. */
+  readonly cpuNs: number;
+  /** Its hard affinity, as xl prints it (every pCPU: `all`). */
+  readonly affinity: string;
+}
+
+/** A domain's credit scheduler parameters, as `sched-credit` reports them. */
+export interface SchedCreditEntry extends CreateResult {
+  /** Relative weight. */
+  readonly weight: number;
+  /** Cap, percent of one pCPU; 0 is none. */
+  readonly cap: number;
+}
+
+/**
+ * The host, as `xl info` prints it: xl's field names, in xl's order, so a
+ * client prints `name : value` per key. Memory is in MiB.
+ */
+export interface HostInfo {
+  readonly host: string;
+  readonly release: string;
+  readonly version: string;
+  readonly machine: string;
+  readonly nr_cpus: number;
+  readonly max_cpu_id: number;
+  readonly nr_nodes: number;
+  readonly cores_per_socket: number;
+  readonly threads_per_core: number;
+  readonly cpu_mhz: string;
+  readonly hw_caps: string;
+  readonly virt_caps: string;
+  readonly total_memory: number;
+  readonly free_memory: number;
+  readonly sharing_freed_memory: number;
+  readonly sharing_used_memory: number;
+  readonly outstanding_claims: number;
+  readonly free_cpus: number;
+  readonly xen_major: number;
+  readonly xen_minor: number;
+  readonly xen_extra: string;
+  readonly xen_version: string;
+  readonly xen_caps: string;
+  readonly xen_scheduler: string;
+  readonly xen_pagesize: number;
+  readonly platform_params: string;
+  readonly xen_changeset: string;
+  readonly xen_commandline: string;
+  readonly cc_compiler: string;
+  readonly cc_compile_by: string;
+  readonly cc_compile_domain: string;
+  readonly cc_compile_date: string;
+  readonly build_id: string;
+  readonly xend_config_format: number;
+}
+
+/** What `dmesg` answers: Xen's console ring, as text. */
+export interface DmesgResult {
+  /** The ring's text (lines end in newlines). */
+  readonly text: string;
+}
+
+/** One domain's uptime, as `uptime` reports it. */
+export interface UptimeEntry extends CreateResult {
+  /** Time since it was built (dom0: since the host booted), ns of the host's clock. */
+  readonly uptimeNs: number;
+}
+
+/** Block I/O counters of a domain's vbds, summed (`xl top`'s VBD columns). */
+export interface VbdCounters {
+  /** Requests taken off the rings. */
+  readonly requests: number;
+  /** Of them, answered with an error. */
+  readonly errors: number;
+}
+
+/** Network counters of a domain's vifs, summed, from the guest's side (`xl top`'s NET columns). */
+export interface VifCounters {
+  /** Frames the guest sent. */
+  readonly txFrames: number;
+  /** Their bytes. */
+  readonly txBytes: number;
+  /** Frames the guest received. */
+  readonly rxFrames: number;
+  /** Their bytes. */
+  readonly rxBytes: number;
+}
+
+/** One domain as `top` reports it. */
+export interface TopEntry extends CreateResult {
+  /** xl's six-letter state. */
+  readonly state: string;
+  /** CPU time used, ns. */
+  readonly cpuNs: number;
+  /** Memory it has, KiB. */
+  readonly memKiB: number;
+  /** Its maximum, KiB. */
+  readonly maxMemKiB: number;
+  /** vCPUs online. */
+  readonly vcpus: number;
+  /** Its vbds. */
+  readonly vbds: number;
+  /** Its vifs. */
+  readonly vifs: number;
+  /** Block counters, from the back ends dom0 runs (zeros for devices it does not serve). */
+  readonly vbd: VbdCounters;
+  /** Network counters, likewise. */
+  readonly net: VifCounters;
+}
+
+/** A split device's two ends, as `block-list` and `network-list` report them. */
+export interface DeviceSummary {
+  /** The device id (a vbd's virtual-device number, a vif's handle). */
+  readonly devid: number;
+  /** The backend's domain. */
+  readonly backendDomid: number;
+  /** The frontend's `XenbusState`. */
+  readonly state: number;
+  /** The backend's `XenbusState`. */
+  readonly backendState: number;
+  /** The event channel the frontend published, or -1. */
+  readonly eventChannel: number;
+  /** The backend's directory. */
+  readonly backendPath: string;
+}
+
+/** A vbd, as `block-list` reports it (xl block-list's columns, and the disk's settings). */
+export interface BlockDeviceSummary extends DeviceSummary {
+  /** The guest's name for it (`xvda`), from the backend's `dev`. */
+  readonly vdev: string;
+  /** The grant reference of its ring's first page, or -1. */
+  readonly ringRef: number;
+  /** The backing file, or `memory`. */
+  readonly target: string;
+  /** `r` or `w`. */
+  readonly mode: string;
+}
+
+/** A vif, as `network-list` reports it. */
+export interface NetworkDeviceSummary extends DeviceSummary {
+  /** Its MAC address. */
+  readonly mac: string;
+  /** The bridge it is a port of. */
+  readonly bridge: string;
+  /** Grant references of its TX and RX rings, or -1. */
+  readonly txRingRef: number;
+  /** Likewise. */
+  readonly rxRingRef: number;
+}
+
+/** What `console` answers: where to connect to the domain's console. */
+export interface ConsoleResult extends CreateResult {
+  /** The Unix socket of its console: connect, read its output, write to type. */
+  readonly socket: string;
+}
+
+/** What `block-attach` and `network-attach` answer: the device made. */
+export interface AttachResult extends CreateResult {
+  /** Its device id. */
+  readonly devid: number;
 }
 
 /**

@@ -2,65 +2,76 @@
  * The dom0 kernel: the privileged domain that builds and serves the others.
  *
  * At boot it reads its boot manifest (see `manifest.ts`) from the boot
- * module, creates every domain, connects the channels, builds and unpauses
- * them, and relays their consoles to Xen's console as `[name] line`. It binds
- * `VIRQ_DOM_EXC`, which the hypervisor raises when a domain shuts down; each
- * time, it asks `getdomaininfo` which domains did, reports why, and destroys
- * them. When the last is gone, dom0 powers off and with it the host.
+ * module, starts xenstored, the console daemon and the back ends, and has
+ * the domain manager ({@link Libxl}) create the manifest's domains as one
+ * group: each gets its domid, the channels are connected, then each is
+ * built, given its devices and unpaused. Their consoles are relayed to Xen's
+ * console as `[name] line`. It binds `VIRQ_DOM_EXC`, which the hypervisor
+ * raises when a domain shuts down; each time, the domain manager applies the
+ * action the domain's config names (the manifest's domains: destroy).
+ *
+ * With a control socket in the manifest, `xl` reaches the domain manager
+ * through it (`control.ts`). A dom0 serving a control or XenStore socket
+ * stays up until told to stop — `xl host-shutdown`, or `poweroff` written to
+ * its own `control/shutdown` — and then destroys every domain; otherwise it
+ * stops when the last domain is gone. Then dom0 powers off, and with it the
+ * host.
  *
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
-import { SHUTDOWN, VIRQ, keyOf } from "@pvkit/abi";
+import { VIRQ } from "@pvkit/abi";
 import { kernelMain, orThrow, type Kernel } from "@pvkit/kernel";
-import { buildDomain, createDomain } from "./builder.js";
 import { ConsoleDaemon } from "./console/index.js";
+import type { CreateRequest } from "./control-protocol.js";
+import { ControlServer } from "./control.js";
+import { Libxl, type DeviceCounterSource } from "./libxl.js";
 import { XenstoredService } from "./xenstored.js";
-import { addDevice, devicePaths, publishDom0, publishDomain, releaseDomain, type DeviceSpec } from "./xs-domain.js";
-import { startBlkback } from "./blkback/index.js";
-import { startNetback } from "./netback/index.js";
-import { parseManifest, substitute, vdevToDevid, type Manifest } from "./manifest.js";
-import { Toolstack } from "./toolstack.js";
+import { publishDom0 } from "./xs-domain.js";
+import { startBlkback, type BlkbackService } from "./blkback/index.js";
+import { startNetback, type Netback } from "./netback/index.js";
+import { parseManifest, substitute, type Manifest } from "./manifest.js";
 
-const MIB_PAGES = 256;
-
-/** The devices of a manifest domain, as the toolstack creates them: disks as vbds, vifs served by dom0 or a driver domain. */
-function deviceSpecs(d: Manifest["domains"][number], domids: ReadonlyMap<string, number>): DeviceSpec[] {
-  const frontendDomid = domids.get(d.name)!;
-  const disks = (d.disks ?? []).map((disk): DeviceSpec => {
-    const devid = vdevToDevid(disk.vdev)!;
-    return {
-      type: "vbd",
-      devid,
-      frontendDomid,
-      backendDomid: 0,
-      frontend: { "virtual-device": String(devid), "device-type": "disk" },
-      backend: {
-        dev: disk.vdev,
-        type: disk.target === "memory" ? "memory" : "file",
-        params: disk.target === "memory" ? String((disk.size ?? 1) * 1024 * 1024) : disk.target,
-        mode: disk.mode ?? "w",
-        "device-type": "disk",
-      },
-    };
-  });
-  const vifs = (d.vifs ?? []).map((vif, handle): DeviceSpec => {
-    const mac = vif.mac ?? defaultMac(frontendDomid, handle);
-    return {
-      type: "vif",
-      devid: handle,
-      frontendDomid,
-      backendDomid: vif.backend === undefined ? 0 : domids.get(vif.backend)!,
-      frontend: { mac, handle: String(handle) },
-      backend: { mac, handle: String(handle), bridge: vif.bridge ?? "xenbr0", script: "vif-bridge" },
-    };
-  });
-  return [...disks, ...vifs];
+/** A manifest domain as the domain manager creates it: xl's defaults, and destroyed on any shutdown. */
+function createRequest(d: Manifest["domains"][number]): CreateRequest {
+  return {
+    name: d.name,
+    kernel: d.kernel,
+    memoryMiB: d.memory,
+    maxMemMiB: d.memory,
+    vcpus: d.vcpus ?? 1,
+    cmdline: d.cmdline ?? "",
+    weight: 256,
+    cap: 0,
+    onPoweroff: "destroy",
+    onReboot: "destroy",
+    onCrash: "destroy",
+    onWatchdog: "destroy",
+    disks: (d.disks ?? []).map((disk) => ({ target: disk.target, vdev: disk.vdev, mode: disk.mode ?? "w", ...(disk.size !== undefined && { size: disk.size }) })),
+    vifs: (d.vifs ?? []).map((vif) => ({ ...(vif.mac !== undefined && { mac: vif.mac }), ...(vif.bridge !== undefined && { bridge: vif.bridge }), ...(vif.backend !== undefined && { backend: vif.backend }) })),
+  };
 }
 
-/** A locally administered MAC in Xen's OUI (00:16:3e), derived from the domid and handle as xl does when none is given. */
-function defaultMac(domid: number, handle: number): string {
-  return ["00", "16", "3e", domid >> 8, domid & 0xff, handle].map((b) => (typeof b === "string" ? b : b.toString(16).padStart(2, "0"))).join(":");
+/** `top`'s counters, from the back ends dom0 runs. */
+function backendCounters(blk: BlkbackService, net: Netback): DeviceCounterSource {
+  return {
+    vbd: (domid, devid) => {
+      for (const d of blk.devices.values()) {
+        if (d.frontendId !== domid || d.id !== String(devid)) continue;
+        const s = d.ring?.stats;
+        return s === undefined ? undefined : { requests: s.requests, errors: s.errors };
+      }
+      return undefined;
+    },
+    vif: (domid, devid) => {
+      for (const d of net.devices.values()) {
+        if (d.frontendId !== domid || d.id !== String(devid)) continue;
+        const s = d.datapath?.stats;
+        return s === undefined ? undefined : { txFrames: s.txFrames, txBytes: s.txBytes, rxFrames: s.rxFrames, rxBytes: s.rxBytes };
+      }
+      return undefined;
+    },
+  };
 }
 
 /** Runs dom0 on a booted kernel: build the manifest's domains, serve them, tear them down. */
@@ -77,89 +88,95 @@ export async function dom0Main(k: Kernel): Promise<void> {
 }
 
 async function boot(k: Kernel, m: Manifest): Promise<void> {
-  const ts = new Toolstack(k);
   const xenstored = new XenstoredService(k);
   const xs = xenstored.client;
-  const socket = m.xenstored?.socket;
-  if (socket !== undefined) xenstored.listen(socket);
+  const xsSocket = m.xenstored?.socket;
+  if (xsSocket !== undefined) xenstored.listen(xsSocket);
   orThrow(await publishDom0(xs, k.memory.nrPages)());
   const shutdownRequests = xs.watch("/local/domain/0/control/shutdown", "dom0-shutdown");
-
-  const domids = new Map<string, number>();
-  const specs = m.domains.map((d) => ({ name: d.name, kernel: d.kernel, pages: d.memory * MIB_PAGES, vcpus: d.vcpus ?? 1, cmdline: d.cmdline ?? "" }));
-  for (const spec of specs) domids.set(spec.name, orThrow(createDomain(k, spec)));
-
-  const ports = new Map<string, number>();
-  for (const c of m.channels ?? []) ports.set(c.name, orThrow(k.events.allocUnbound(domids.get(c.to)!, domids.get(c.from)!)));
+  const domExc = orThrow(k.events.bindVirq(VIRQ.DOM_EXC));
 
   const links = new Map<string, string[]>();
   for (const l of m.consoleLinks ?? []) links.set(l.from, [...(links.get(l.from) ?? []), l.to]);
+  let libxl: Libxl | undefined;
   const consoles: ConsoleDaemon = new ConsoleDaemon(k, {
     sink: (name, _domid, line) => {
       void k.print(`[${name}] ${line}`);
-      for (const to of links.get(name) ?? []) consoles.type(domids.get(to)!, `${line}\n`);
+      for (const to of links.get(name) ?? []) {
+        const domid = libxl?.domidOf(to);
+        if (domid !== undefined) consoles.type(domid, `${line}\n`);
+      }
     },
     log: (message) => void k.print(`dom0: ${message}`),
     ...(m.console?.socketDir !== undefined && { socketDir: m.console.socketDir }),
   });
+  const blkback = startBlkback(k, xs);
+  const netback = startNetback(k, xs, { bridges: m.bridges ?? [{ name: "xenbr0" }] });
 
-  for (const spec of specs) {
-    const domid = domids.get(spec.name)!;
-    const built = buildDomain(k, domid, { ...spec, cmdline: substitute(spec.cmdline, domids, ports) });
-    if (E.isLeft(built)) {
-      for (const id of domids.values()) ts.destroy(id);
-      throw new Error(`building ${spec.name}: ${built.left.message}`);
-    }
-    orThrow(consoles.connect(domid, spec.name, built.right.consolePort));
-    orThrow(await publishDomain(xs, built.right, spec)());
-  }
-  const backends = [startBlkback(k, xs), startNetback(k, xs, { bridges: m.bridges ?? [{ name: "xenbr0" }] })];
-  const devicesOf = new Map(m.domains.map((d) => [domids.get(d.name)!, deviceSpecs(d, domids)] as const));
-  for (const devices of devicesOf.values()) for (const dev of devices) orThrow(await addDevice(xs, dev)());
-
-  for (const [name, domid] of domids) {
-    orThrow(ts.unpause(domid));
-    await k.print(`dom0: started ${name} as domain ${domid}`);
-  }
-
-  const domExc = orThrow(k.events.bindVirq(VIRQ.DOM_EXC));
-  const live = new Map([...domids].map(([name, id]) => [id, name]));
-  const reap = async (force: boolean) => {
-    for (const [domid, name] of [...live]) {
-      const info = ts.domainInfo(domid);
-      const reason = E.isRight(info) ? Toolstack.shutdownReason(info.right) : undefined;
-      if (reason === undefined && !force) continue;
-      consoles.disconnect(domid);
-      orThrow(ts.destroy(domid));
-      await releaseDomain(xs, domid);
-      // The frontends' directories went with the domain's home; the backends saw it and closed.
-      for (const dev of devicesOf.get(domid) ?? []) await xs.rm(devicePaths(dev).backend)();
-      live.delete(domid);
-      await k.print(`dom0: ${name} (domain ${domid}) ${reason === undefined ? "destroyed on shutdown" : `shut down: ${keyOf(SHUTDOWN, reason) ?? reason}; destroyed`}`);
-    }
-  };
-  // A host serving XenStore stays up until asked to stop; otherwise dom0 goes when its domains have.
+  // A host serving a socket stays up until asked to stop; otherwise dom0 goes when its domains have.
   let stopRequested = false;
   let requestStop = () => {};
   const stop = new Promise<void>((resolve) => (requestStop = resolve));
+  const askStop = () => {
+    stopRequested = true;
+    requestStop();
+  };
+  let tornDown = () => {};
+  const gone = new Promise<void>((resolve) => (tornDown = resolve));
+  libxl = new Libxl(k, {
+    xs,
+    consoles,
+    log: (line) => k.print(`dom0: ${line}`),
+    counters: backendCounters(blkback, netback),
+    powerOff: () => {
+      askStop();
+      return gone;
+    },
+  });
+
+  // The manifest's domains, as one group: the channels connect them before any is built.
+  const created = await libxl.createGroup(m.domains.map(createRequest), {
+    connect: (domids) => {
+      const ports = new Map<string, number>();
+      for (const c of m.channels ?? []) {
+        const port = k.events.allocUnbound(domids.get(c.to)!, domids.get(c.from)!);
+        if (E.isLeft(port)) return E.left(`channel ${c.name}: ${port.left.message}`);
+        ports.set(c.name, port.right);
+      }
+      return E.right((c: CreateRequest) => substitute(c.cmdline, domids, ports));
+    },
+  });
+  if (E.isLeft(created)) throw new Error(created.left);
+
+  const controlSocket = m.control?.socket;
+  let control: ControlServer | undefined;
+  if (controlSocket !== undefined) {
+    control = new ControlServer(k, libxl);
+    control.listen(controlSocket);
+  }
+  const serving = xsSocket !== undefined || controlSocket !== undefined;
+
   void (async () => {
     for await (const _ of shutdownRequests) {
       const asked = await xs.read("/local/domain/0/control/shutdown")();
       if (E.isRight(asked) && asked.right === "poweroff") {
-        stopRequested = true;
-        requestStop();
+        askStop();
         return;
       }
     }
   })();
-  while (live.size > 0 || (socket !== undefined && !stopRequested)) {
+  while (!stopRequested && (libxl.size > 0 || serving)) {
     await Promise.race([k.events.wait(domExc), stop]);
-    await reap(stopRequested);
+    if (!stopRequested) await libxl.reap();
     if (xenstored.failure !== undefined) throw new Error(`xenstored socket: ${xenstored.failure.message}`);
     if (consoles.failure !== undefined) throw new Error(`console sockets: ${consoles.failure.message}`);
+    if (control?.failure !== undefined) throw new Error(`control socket: ${control.failure.message}`);
   }
+  await libxl.destroyAll();
+  tornDown();
+  await control?.close();
   await shutdownRequests.close();
-  for (const b of backends) await b.stop();
+  for (const b of [blkback, netback]) await b.stop();
   consoles.close();
   xenstored.close();
   await k.print("dom0: every domain has shut down");

@@ -23,6 +23,11 @@
  * `console.socketDir`, when given, is where the console daemon offers each
  * domain's console to host programs (`<dir>/<domid>`, and `<dir>/<name>`).
  *
+ * `control.socket`, when given, is where `xl` reaches the toolstack (the
+ * control protocol of `control-protocol.ts`); dom0 then stays up after its
+ * domains are gone, as with a XenStore socket, until `xl` asks for
+ * `host-shutdown` (or `poweroff` is written to dom0's `control/shutdown`).
+ *
  * `memory` is in MiB, as in xl.cfg. A channel is an event channel port
  * allocated in `from` and offered to `to`, the way libxl sets up a console's;
  * command lines may name domids and ports: `${domid.NAME}`, and for a
@@ -65,6 +70,7 @@ export const Manifest = t.intersection([
     consoleLinks: t.array(t.type({ from: Name, to: Name })),
     xenstored: t.partial({ socket: t.string }),
     console: t.partial({ socketDir: t.string }),
+    control: t.partial({ socket: t.string }),
     bridges: t.array(t.intersection([t.type({ name: Name }), t.partial({ pcap: t.string })])),
   }),
 ]);

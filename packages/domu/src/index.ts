@@ -6,3 +6,6 @@
  * @packageDocumentation
  */
 export { hello } from "./hello.js";
+export * from "./net/index.js";
+export * from "./netfront/index.js";
+export * from "./blkfront/index.js";

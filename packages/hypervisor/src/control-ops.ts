@@ -8,7 +8,7 @@
  * `XEN_SYSCTL_INTERFACE_VERSION` fails with `-EACCES` before anything else is
  * looked at, as Xen does, so a toolstack built against other headers cannot
  * misread the union. Commands that answer (`createdomain`, `getdomaininfo`,
- * `scheduler_op`, every sysctl) write the whole struct back.
+ * `getvcpuinfo`, `scheduler_op`, every sysctl) write the whole struct back.
  *
  * ## Who may call
  *
@@ -49,6 +49,12 @@
  * - `max_mem`: `max_pages = max_memkb / 4`. Like Xen it may go below
  *   `tot_pages`: the domain then ratchets down, since every allocation is
  *   refused until it has given pages back.
+ * - `getvcpuinfo`: one vCPU's state: `online` (not `RUNSTATE_offline`),
+ *   `blocked`, `running`, its running time in ns (up to now, as
+ *   `getdomaininfo` counts it) and its pCPU. A vCPU id the domain does not
+ *   have is `-EINVAL` (Xen: at or past `max_vcpus`). pvkit's engine deals
+ *   pCPUs out per slice and does not keep the last one a vCPU ran on (Xen's
+ *   `v->processor`), so `cpu` is always 0.
  * - `max_vcpus`: must equal the count given to `createdomain`, which already
  *   made the vCPUs (Xen 4.17 keeps the call for old toolstacks).
  * - `scheduler_op`: the credit scheduler's `weight` and `cap` (sched_id
@@ -87,6 +93,7 @@ import {
   xen_domctl,
   xen_domctl_createdomain,
   xen_domctl_getdomaininfo,
+  xen_domctl_getvcpuinfo,
   xen_domctl_max_mem,
   xen_domctl_vcpucontext,
   vcpu_guest_context,
@@ -159,7 +166,7 @@ export function domctl(ctx: HypercallContext, argVa: number): number {
   if (!hv.allows(ctx.domain, `domctl:${keyOf(XEN_DOMCTL, cmd) ?? cmd}`, xsm, d)) return -E.EPERM;
 
   // A command that answers checks first that it can, so a read-only argument changes nothing.
-  const answers = cmd === XEN_DOMCTL.createdomain || cmd === XEN_DOMCTL.getdomaininfo || cmd === XEN_DOMCTL.scheduler_op;
+  const answers = cmd === XEN_DOMCTL.createdomain || cmd === XEN_DOMCTL.getdomaininfo || cmd === XEN_DOMCTL.getvcpuinfo || cmd === XEN_DOMCTL.scheduler_op;
   if (answers && !writeGuestStruct(hv.machine, ctx.domain, argVa, op)) return -E.EFAULT;
 
   let rc: number;
@@ -199,6 +206,9 @@ export function domctl(ctx: HypercallContext, argVa: number): number {
       rc = 0;
       break;
     }
+    case XEN_DOMCTL.getvcpuinfo:
+      rc = getVcpuInfo(hv, d!, op);
+      break;
     case XEN_DOMCTL.max_vcpus: {
       const max = xen_domctl_max_vcpus.fields.max.get(op, DOMCTL_U);
       rc = d === ctx.domain || max !== d!.vcpus.length ? -E.EINVAL : 0;
@@ -326,6 +336,20 @@ function fillDomainInfo(hv: Hypervisor, d: Domain, view: DataView, base: number)
   I.handle.set(view, base, d.handle);
   I.cpupool.set(view, base, 0);
   I.gpaddr_bits.set(view, base, GPADDR_BITS);
+}
+
+/** `XEN_DOMCTL_getvcpuinfo` (Xen's `vcpu_runstate_get` and the vCPU's pause flags). */
+function getVcpuInfo(hv: Hypervisor, d: Domain, op: DataView): number {
+  const V = xen_domctl_getvcpuinfo.fields;
+  const v = d.vcpus[V.vcpu.get(op, DOMCTL_U)];
+  if (v === undefined) return -E.EINVAL;
+  const running = v.runstate === RUNSTATE.running;
+  V.online.set(op, DOMCTL_U, v.runstate === RUNSTATE.offline ? 0 : 1);
+  V.blocked.set(op, DOMCTL_U, v.runstate === RUNSTATE.blocked ? 1 : 0);
+  V.running.set(op, DOMCTL_U, running ? 1 : 0);
+  V.cpu_time.set(op, DOMCTL_U, BigInt(Math.round(v.runstateTime[RUNSTATE.running]! + (running ? hv.now - v.runstateEntered : 0))));
+  V.cpu.set(op, DOMCTL_U, 0);
+  return 0;
 }
 
 /** `XEN_DOMCTL_scheduler_op` for the credit scheduler (Xen's `sched_adjust` and `csched_dom_cntl`). */

@@ -129,6 +129,8 @@ export class Engine {
   private readonly runners = new Map<Vcpu, VcpuRunner>();
   private readonly pcpuFree: number[];
   private running: Vcpu | undefined;
+  /** Host I/O in flight (`HostIrqs.hold`): while any is, the engine is not idle. */
+  private hostIo = 0;
   private sliceStart = 0;
   private stopRequested = false;
   private kickResolve: (() => void) | undefined;
@@ -195,8 +197,18 @@ export class Engine {
         ? {
             alloc: () => hv.allocHostIrq(),
             raise: (pirq: number) => {
-              // Host I/O completed outside any vCPU: deliver it now, and let an idle realtime engine see it.
+              // Host I/O completed outside any vCPU: deliver it now, and let an idle engine see it.
               if (raisePirq(hv, pirq)) this.kick();
+            },
+            hold: () => {
+              this.hostIo++;
+              let held = true;
+              return () => {
+                if (!held) return;
+                held = false;
+                this.hostIo--;
+                this.kick();
+              };
             },
           }
         : undefined;
@@ -335,6 +347,12 @@ export class Engine {
           this.pcpuFree[p] = timer;
           continue;
         }
+        if (this.hostIo > 0 && this.mode === "deterministic") {
+          // Host I/O is in flight: wait for its interrupt. Virtual time stands still meanwhile,
+          // so a deterministic run stays deterministic however long the host takes.
+          await this.waitForHostIo();
+          continue;
+        }
         if (this.mode === "deterministic") return "idle";
         // Realtime: outside input can wake a domain, but not one that has shut down.
         if ([...hv.domains.values()].every((d) => d.state === "shutdown" || d.dead)) return "idle";
@@ -450,6 +468,17 @@ export class Engine {
     if (this.mode !== "realtime") return;
     const wait = this.wallStart + t / 1e6 - performance.now();
     if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
+  }
+
+  /** Waits, without moving virtual time, until host I/O completes (a kick). */
+  private waitForHostIo(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, 1000);
+      this.kickResolve = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
   }
 
   /** In realtime mode with nothing to do: waits for a kick (outside input) and moves virtual time to the wall clock. */

@@ -25,6 +25,7 @@ import {
   xen_domctl,
   xen_domctl_createdomain,
   xen_domctl_getdomaininfo,
+  xen_domctl_getvcpuinfo,
   xen_domctl_max_mem,
   xen_domctl_max_vcpus,
   xen_domctl_scheduler_op,
@@ -282,6 +283,31 @@ describe("XEN_DOMCTL_getdomaininfo", () => {
     const b = bed();
     for (const v of b.domU.vcpus) b.hv.setRunstate(v, RUNSTATE.offline);
     expect(info(b, 1).info).toMatchObject({ flags: 0, nr_online_vcpus: 0, max_vcpu_id: 1 });
+  });
+});
+
+describe("XEN_DOMCTL_getvcpuinfo", () => {
+  const vcpuInfo = (b: Bed, vcpu: number, caller: Domain = b.dom0) => {
+    const r = domctl(b, caller, XEN_DOMCTL.getvcpuinfo, 1, xen_domctl_getvcpuinfo, { vcpu });
+    return { rc: r.rc, info: r.union(xen_domctl_getvcpuinfo) };
+  };
+
+  it("reports each vCPU's state and the time it has run", () => {
+    const b = bed();
+    const [v0, v1] = b.domU.vcpus;
+    b.hv.setRunstate(v0!, RUNSTATE.blocked);
+    b.hv.setRunstate(v1!, RUNSTATE.offline);
+    v0!.runstateTime[RUNSTATE.running] = 1234;
+    expect(vcpuInfo(b, 0)).toEqual({ rc: 0, info: { vcpu: 0, online: 1, blocked: 1, running: 0, cpu_time: 1234n, cpu: 0 } });
+    expect(vcpuInfo(b, 1).info).toMatchObject({ vcpu: 1, online: 0, blocked: 0, running: 0 });
+    b.hv.setRunstate(v1!, RUNSTATE.runnable);
+    expect(vcpuInfo(b, 1).info).toMatchObject({ online: 1, blocked: 0, running: 0 });
+  });
+
+  it("refuses a vCPU the domain does not have with -EINVAL, and a domU with -EPERM", () => {
+    const b = bed();
+    expect(vcpuInfo(b, b.domU.vcpus.length).rc).toBe(-E.EINVAL);
+    expect(vcpuInfo(b, 0, b.domU).rc).toBe(-E.EPERM);
   });
 });
 

@@ -63,8 +63,12 @@ export class Events {
     this.words = new Uint32Array(sharedInfo.buffer, sharedInfo.byteOffset, 1024);
   }
 
+  /** Upcalls run so far: the idle loop compares it around `SCHEDOP_block`. */
+  upcalls = 0;
+
   /** The upcall: registered with the platform, called by the hypervisor with events pending for `vcpuId`. */
   readonly upcall = (vcpuId: number): void => {
+    this.upcalls++;
     const vi = (vcpu_info.size * vcpuId) / 4;
     const bytes = new Uint8Array(this.words.buffer, this.words.byteOffset + vcpu_info.size * vcpuId, 1);
     Atomics.store(bytes, 0, 0); // evtchn_upcall_pending

@@ -19,3 +19,4 @@ export * from "./kernel.js";
 export * from "./xenstore.js";
 export * from "./xenstore-ring.js";
 export * from "./xenbus.js";
+export * from "./balloon.js";

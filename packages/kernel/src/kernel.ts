@@ -55,6 +55,7 @@ import { ARG_STACK_PAGES, ArgStack, orThrow, result, xenError, type Hypercaller,
 import { INVALID_MFN, Memory } from "./memory.js";
 import { Clock, Timers } from "./time.js";
 import { openXenstore } from "./xenstore-ring.js";
+import { startBalloon } from "./balloon.js";
 
 /** What `start_info` told the kernel, decoded. */
 export type StartInfo = StructValue<typeof start_info>;
@@ -287,13 +288,17 @@ const SHUTDOWN_REQUESTS: Readonly<Record<string, number>> = { poweroff: SHUTDOWN
  */
 async function honourShutdownRequests(k: Kernel): Promise<void> {
   const xs = openXenstore(k);
-  for await (const _ of xs.watch("control/shutdown", "shutdown")) {
-    const asked = await xs.read("control/shutdown")();
-    const reason = E.isRight(asked) ? SHUTDOWN_REQUESTS[asked.right] : undefined;
-    if (reason === undefined) continue;
-    await xs.write("control/shutdown", "")();
-    k.shutdown(reason);
-    return;
+  try {
+    for await (const _ of xs.watch("control/shutdown", "shutdown")) {
+      const asked = await xs.read("control/shutdown")();
+      const reason = E.isRight(asked) ? SHUTDOWN_REQUESTS[asked.right] : undefined;
+      if (reason === undefined) continue;
+      await xs.write("control/shutdown", "")();
+      k.shutdown(reason);
+      return;
+    }
+  } catch {
+    // The XenStore connection broke (the guest may have wrecked its own ring): no request can come now.
   }
 }
 
@@ -311,6 +316,7 @@ export function kernelMain(main: (k: Kernel) => Promise<void>): KernelEntry {
   return async (platform) => {
     const k = Kernel.boot(platform);
     if (!k.isDom0 && k.startInfo.store_mfn !== 0n) void honourShutdownRequests(k);
+    if (!k.isDom0 && k.startInfo.store_mfn !== 0n) startBalloon(k);
     let done = false;
     let failure: { error: unknown } | undefined;
     main(k).then(
@@ -323,7 +329,11 @@ export function kernelMain(main: (k: Kernel) => Promise<void>): KernelEntry {
     for (;;) {
       await settle();
       if (done) break;
+      const upcalls = k.events.upcalls;
       platform.hypercall(HYPERVISOR.sched_op, SCHEDOP.block);
+      // An event was already waiting: the block returned at once and its upcall ran on the way out.
+      // The tasks it woke must run now, inside this slice, before the vCPU gives up its pCPU.
+      if (k.events.upcalls !== upcalls) continue;
       await platform.descheduled();
     }
     if (failure !== undefined) throw failure.error;

@@ -635,7 +635,11 @@ export abstract class XenbusFrontend extends XenbusDevice {
 
       case XenbusState.Initialising:
       case XenbusState.InitWait: {
-        const restarted = this.state === XenbusState.Connected || this.state === XenbusState.Reconfiguring || this.state === XenbusState.Reconfigured || (F() === XenbusState.Initialised && (B === XenbusState.Initialising || !(lastB === XenbusState.InitWait || lastB === XenbusState.Initialising)));
+        // An active frontend sees a restart when the backend went back to Initialising, or to InitWait
+        // after having been further on. A backend still in the InitWait a frontend connected at (as
+        // netfront does, going straight to Connected) has simply not caught up yet.
+        const active = this.state === XenbusState.Connected || this.state === XenbusState.Reconfiguring || this.state === XenbusState.Reconfigured || F() === XenbusState.Initialised;
+        const restarted = active && (B === XenbusState.Initialising || !(lastB === XenbusState.InitWait || lastB === XenbusState.Initialising));
         if (restarted && !this.closeRequested) {
           await this.release("peer-restarted");
           if (!(await this.moveTo(XenbusState.Initialising))) return;

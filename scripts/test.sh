@@ -27,7 +27,7 @@ check() {
   fi
 }
 
-check "build (tsc -b)" npx tsc -b
+check "build (tsc -b)" npm run -s build
 check "type-check tests" npx tsc -p tsconfig.tests.json
 echo "== vitest"
 npx vitest run --reporter=default --reporter=json --outputFile=.test-results/vitest.json

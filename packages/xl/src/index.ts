@@ -8,8 +8,11 @@
  * that `xl create -n` prints for it ({@link libxlDomainConfigJson},
  * {@link stringifyLibxlJson}).
  *
- * Everything here is pure: text in, values or errors out. The `pvkit` host
- * and the `xl` command line come with their issue.
+ * The parsers are pure: text in, values or errors out. On them stand the
+ * `pvkit` host ({@link startHost}, configured by {@link parseHostConfig})
+ * and the `xl` command line ({@link xlMain}, {@link pvkitMain}), which
+ * talks to dom0's toolstack over the control socket
+ * ({@link ControlClient}).
  *
  * ```ts
  * const r = parseDomainConfig(text, "web.cfg", { overrides: ["memory=256"] });
@@ -23,3 +26,9 @@ export * from "./xlcfg.js";
 export * from "./diskspec.js";
 export * from "./vifspec.js";
 export * from "./domain-config.js";
+export * from "./control-client.js";
+export * from "./host-config.js";
+export * from "./host.js";
+export { xlMain, domainRef, xlHelp, XL_COMMANDS, type XlContext } from "./cli/xl.js";
+export { pvkitMain, loadHostConfig, START_TIMEOUT_MS, type PvkitIo } from "./cli/pvkit.js";
+export { CliError, usageError, processIo, type CliIo, type Input, type Output } from "./cli/io.js";

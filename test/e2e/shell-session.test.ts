@@ -103,6 +103,13 @@ describe.skipIf(skip)("the README's shell session, with the real commands", () =
     // xl create
     expect(await xl("create", "guest.cfg")).toEqual({ code: 0, stdout: "", stderr: "Parsing config from guest.cfg\n" });
 
+    // xl trace: a window of the hypervisor's trace as Chrome trace JSON, with the guest's hypercalls in it.
+    const traced = await xl("trace", "-o", "trace.json", "-t", "0.3");
+    expect(traced.code).toBe(0);
+    const events = (JSON.parse(readFileSync(join(dir, "trace.json"), "utf8")) as { traceEvents: { ph: string; cat?: string }[] }).traceEvents;
+    expect(events.some((e) => e.ph === "M")).toBe(true); // the process names Perfetto shows; an idle guest may add nothing else
+    expect(traced.stderr).toMatch(/^Wrote \d+ trace events to trace.json\n$/);
+
     // xl list: Domain-0 and the guest, in xl's columns.
     const list = await xl("list");
     expect(list.code).toBe(0);

@@ -327,8 +327,7 @@ export class Engine {
       const timer = deadline === undefined ? parkedUntil : parkedUntil === undefined ? deadline : Math.min(deadline, parkedUntil);
       if (timer !== undefined && timer <= start) {
         if (opts.until !== undefined && timer > opts.until) return this.finish(opts.until);
-        await this.reach(timer);
-        hv.advanceTo(Math.max(timer, hv.now));
+        if (await this.reach(timer)) hv.advanceTo(Math.max(timer, hv.now));
         continue;
       }
       if (opts.until !== undefined && start > opts.until) return this.finish(opts.until);
@@ -360,7 +359,10 @@ export class Engine {
         await this.waitForInput(opts.until);
         continue;
       }
-      await this.reach(start);
+      if (!(await this.reach(start))) {
+        this.scheduler.enqueue(v, "preempted"); // outside input came first: plan again
+        continue;
+      }
       if (start > hv.now) hv.advanceTo(start);
       const cost = await this.runSlice(v, p);
       this.pcpuFree[p] = start + cost;
@@ -463,11 +465,32 @@ export class Engine {
     );
   }
 
-  /** In realtime mode, waits until the wall clock reaches virtual time `t`. */
-  private async reach(t: number): Promise<void> {
-    if (this.mode !== "realtime") return;
+  /**
+   * In realtime mode, waits until the wall clock reaches virtual time `t`.
+   * Outside input ({@link Engine.kick}, say a host interrupt) cuts the wait
+   * short: virtual time then moves to the wall clock (never past `t`) and the
+   * caller plans again, so input is served at once, not at the next timer.
+   * @returns whether `t` was reached.
+   */
+  private async reach(t: number): Promise<boolean> {
+    if (this.mode !== "realtime") return true;
     const wait = this.wallStart + t / 1e6 - performance.now();
-    if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
+    if (wait <= 1) return true;
+    const reached = await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => {
+        this.kickResolve = undefined;
+        resolve(true);
+      }, wait);
+      this.kickResolve = () => {
+        clearTimeout(timer);
+        resolve(false);
+      };
+    });
+    if (!reached) {
+      const wallNow = Math.round((performance.now() - this.wallStart) * 1e6);
+      if (wallNow > this.hv.now) this.hv.advanceTo(Math.min(wallNow, t));
+    }
+    return reached;
   }
 
   /** Waits, without moving virtual time, until host I/O completes (a kick). */

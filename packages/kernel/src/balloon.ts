@@ -30,11 +30,16 @@
  *
  * A PV guest's target is the domain's whole reservation (Linux's
  * `target_diff` is 0 for PV), so pages are compared one for one with the
- * guest's count: `start_info.nr_pages`, plus pages populated, minus pages
- * given back.
+ * balloon's count: `start_info.nr_pages`, plus pages populated, minus pages
+ * given back. Reservation changes made around the balloon (a kernel calling
+ * `increaseReservation` itself) are not in that count.
  *
- * {@link @pvkit/kernel!kernelMain | kernelMain} starts a balloon in every domU that has a XenStore
- * page; {@link balloonOf} finds it.
+ * Unlike Linux, which retries for ever, the balloon gives up after
+ * {@link BalloonOptions.maxRetries} back-offs until the next target or kick,
+ * so that a guest that cannot shrink does not keep a timer armed for ever.
+ *
+ * {@link @pvkit/kernel!kernelMain | kernelMain} starts a balloon in every
+ * domU that has a XenStore page; {@link balloonOf} finds it.
  *
  * ```ts
  * export default kernelMain(async (k) => {
@@ -125,7 +130,7 @@ export type BalloonStatus = "balanced" | "retrying" | "limited" | "stalled";
 
 /** Options of a {@link Balloon}. */
 export interface BalloonOptions {
-  /** Most pages per hypercall (default {@link BALLOON_BATCH}). */
+  /** Most pages per hypercall (default and most {@link BALLOON_BATCH}). */
   readonly batch?: number;
   /** The first back-off, in ns of system time (default 1 s, as Linux). */
   readonly initialDelayNs?: number;
@@ -315,7 +320,14 @@ export class Balloon {
       await this.wait(retryIn);
       this.waiting = false;
       this.signalled = false;
-      retryIn = this.after(this.process());
+      let outcome: Outcome;
+      try {
+        outcome = this.process();
+      } catch (e) {
+        // A bug, or methods called from outside the guest's vCPU: try again later, from a timer.
+        outcome = { kind: "eagain", why: e instanceof Error ? e.message : String(e) };
+      }
+      retryIn = this.after(outcome);
     }
   }
 
@@ -433,8 +445,10 @@ const balloons = new WeakMap<Kernel, Balloon>();
 /**
  * Starts the balloon of a domU: a {@link Balloon} following `memory/target`
  * over the kernel's XenStore connection ({@link openXenstore}). Later calls
- * return the same balloon. {@link @pvkit/kernel!kernelMain | kernelMain} calls it for every domU with a
- * XenStore page, so kernels rarely need to.
+ * return the same balloon, and `opts` count only on the first.
+ * {@link @pvkit/kernel!kernelMain | kernelMain} calls it, with the defaults,
+ * for every domU with a XenStore page before the kernel's own code runs, so
+ * kernels rarely need to: {@link balloonOf} finds that balloon.
  */
 export function startBalloon(k: Kernel, opts: BalloonOptions = {}): Balloon {
   let balloon = balloons.get(k);

@@ -27,11 +27,11 @@
  */
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { createConnection } from "node:net";
+import { createConnection, createServer, type Server } from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import * as E from "fp-ts/lib/Either.js";
-import { bootHost, type Engine, type Hypervisor } from "@pvkit/hypervisor";
+import { bootHost, toChromeTrace, type Engine, type Hypervisor } from "@pvkit/hypervisor";
 import { XsClient, type XsTransport } from "@pvkit/kernel";
 import { ControlClient, ControlError } from "./control-client.js";
 import type { HostConfig } from "./host-config.js";
@@ -64,6 +64,8 @@ export interface HostPaths {
   readonly xenstoredSocket: string;
   /** `console/`: the consoles' sockets. */
   readonly consoleDir: string;
+  /** `trace.sock`: the hypervisor's trace, served by the host process (`xl trace`). */
+  readonly traceSocket: string;
 }
 
 /** The run directory: `explicit` (`--run-dir`), else `$PVKIT_RUN_DIR`, else {@link DEFAULT_RUN_DIR}; absolute, from `cwd`. */
@@ -82,6 +84,7 @@ export function hostPaths(runDir: string): HostPaths {
     controlSocket: join(dir, "control.sock"),
     xenstoredSocket: join(dir, "xenstored", "socket"),
     consoleDir: join(dir, "console"),
+    traceSocket: join(dir, "trace.sock"),
   };
 }
 
@@ -329,6 +332,7 @@ export function startHost(options: HostOptions): RunningHost {
     throw e instanceof HostError ? e : new HostError(`cannot boot the host: ${e instanceof Error ? e.message : String(e)}`);
   }
   hv.trace.enabled = options.trace ?? false;
+  const traceServer = serveTrace(hv, paths.traceSocket, options.trace ?? false);
 
   let shown = 0;
   const relay = () => {
@@ -350,6 +354,8 @@ export function startHost(options: HostOptions): RunningHost {
       (e: unknown): HostExit => ({ code: 1, reason: `the engine failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}` }),
     )
     .then((exit) => {
+      traceServer.close();
+      rmSync(paths.traceSocket, { force: true });
       clearInterval(relayTimer);
       relay();
       for (const [domid, e] of engine.guestErrors) if (domid !== 0) output(`pvkit: domain ${domid} crashed: ${e instanceof Error ? e.message : String(e)}`);
@@ -383,6 +389,60 @@ export function startHost(options: HostOptions): RunningHost {
     return asked;
   };
   return { paths, hv, engine, exited, shutdown };
+}
+
+/** Longest trace window `xl trace` may ask for, in seconds. */
+export const MAX_TRACE_SECONDS = 3600;
+
+/**
+ * Serves the hypervisor's trace on `path`, as `xentrace` reads Xen's trace
+ * buffers straight from the hypervisor rather than through the toolstack.
+ * A client sends one line `{"seconds": N}`; the host records for N seconds
+ * (the host runs in realtime, so that is N seconds of virtual time too) and
+ * answers one line: the window's records as Chrome trace JSON. One window at
+ * a time; a bad request gets `{"error": "..."}`. Outside a window the trace
+ * stays as the host was started (`keep`), so it cannot grow without bound.
+ */
+export function serveTrace(hv: Hypervisor, path: string, keep: boolean): Server {
+  let recording = false;
+  rmSync(path, { force: true });
+  const server = createServer((socket) => {
+    let line = "";
+    socket.on("data", (chunk) => {
+      line += chunk.toString();
+      if (!line.includes("\n")) {
+        if (line.length > 4096) socket.end(`${JSON.stringify({ error: "trace request too long" })}\n`);
+        return;
+      }
+      let seconds: unknown;
+      try {
+        seconds = (JSON.parse(line.slice(0, line.indexOf("\n"))) as { seconds?: unknown }).seconds;
+      } catch {
+        seconds = undefined;
+      }
+      if (typeof seconds !== "number" || !(seconds > 0 && seconds <= MAX_TRACE_SECONDS)) {
+        socket.end(`${JSON.stringify({ error: `trace request needs "seconds", a number from 0 to ${MAX_TRACE_SECONDS}` })}\n`);
+        return;
+      }
+      if (recording) {
+        socket.end(`${JSON.stringify({ error: "a trace is already being recorded" })}\n`);
+        return;
+      }
+      recording = true;
+      const from = hv.trace.records.length;
+      hv.trace.enabled = true;
+      setTimeout(() => {
+        const records = hv.trace.records.slice(from);
+        if (!keep) hv.trace.records.length = 0;
+        hv.trace.enabled = keep;
+        recording = false;
+        if (!socket.destroyed) socket.end(`${JSON.stringify(toChromeTrace(records))}\n`);
+      }, seconds * 1000);
+    });
+    socket.on("error", () => socket.destroy());
+  });
+  server.listen(path);
+  return server;
 }
 
 /** Waits until process `pid` has exited (polling); true if it did within `timeoutMs`. */

@@ -51,6 +51,7 @@ describe("the run directory", () => {
       controlSocket: "/run/pv/control.sock",
       xenstoredSocket: "/run/pv/xenstored/socket",
       consoleDir: "/run/pv/console",
+      traceSocket: "/run/pv/trace.sock",
     });
     expect(hostManifest(paths, DEFAULT_HOST_CONFIG)).toEqual({
       domains: [],

@@ -27,7 +27,6 @@ import {
   DomainAckResult,
   DmesgResult,
   InfoResult,
-  isUnknownOperation,
   ListResult,
   NetworkListResult,
   SchedCreditResult,
@@ -38,6 +37,7 @@ import {
 } from "../control-client.js";
 import { parseDiskSpec } from "../diskspec.js";
 import { libxlDeviceDiskJson, libxlDeviceNicJson, libxlDomainConfigJson, parseDomainConfig, stringifyLibxlJson } from "../domain-config.js";
+import { createConnection } from "node:net";
 import { hostPaths, resolveRunDir, type HostPaths } from "../host.js";
 import { parseVifSpec } from "../vifspec.js";
 import { countOption, getopt, hasOption, optionValue, type OptionSpec, type ParsedArgs } from "./args.js";
@@ -625,6 +625,29 @@ const top: Command = {
   },
 };
 
+/**
+ * Asks the host for `seconds` of the hypervisor's trace on its trace socket
+ * (the host serves it, as xentrace reads Xen's buffers directly).
+ */
+function recordTrace(socket: string, seconds: number): Promise<unknown> {
+  return new Promise((resolvePromise, reject) => {
+    const c = createConnection(socket);
+    let reply = "";
+    c.on("connect", () => c.write(`${JSON.stringify({ seconds })}\n`));
+    c.on("data", (b) => (reply += b.toString()));
+    c.on("error", (e) => reject(new CliError(`xl trace: no pvkit host is running: cannot reach ${socket} (${e.message})`)));
+    c.on("end", () => {
+      try {
+        const json = JSON.parse(reply) as { error?: unknown };
+        if (typeof json.error === "string") reject(new CliError(`xl trace: ${json.error}`));
+        else resolvePromise(json);
+      } catch {
+        reject(new CliError("xl trace: the host's answer was not a trace"));
+      }
+    });
+  });
+}
+
 const trace: Command = {
   name: "trace",
   usage: "-o <file> [-t <seconds>]",
@@ -639,13 +662,7 @@ const trace: Command = {
     const t = optionValue(args, "t") ?? "1";
     const seconds = Number(t);
     if (!/^\d+(\.\d+)?$/.test(t) || seconds <= 0 || seconds > 3600) throw usageError(`xl trace: -t: "${t}" is not a number of seconds from 0 to 3600`);
-    let result: unknown;
-    try {
-      result = await (await ctx.client()).requestRaw("trace", { seconds });
-    } catch (e) {
-      if (isUnknownOperation(e, "trace")) throw new CliError("xl trace: not supported by this host: its dom0's control protocol has no trace operation yet");
-      throw e;
-    }
+    const result = await recordTrace(ctx.paths.traceSocket, seconds);
     const chrome = decodeResult(TraceResult, "trace", result);
     writeFileSync(resolve(ctx.io.cwd, file), JSON.stringify(result));
     err(ctx, `Wrote ${chrome.traceEvents.length} trace events to ${file}\n`);

@@ -7,8 +7,9 @@ const packages = readdirSync(new URL("./packages", import.meta.url));
 export default defineConfig({
   resolve: {
     // Tests run against the sources, so `npm test` needs no prior build.
+    // Exact matches only: a subpath import (`@pvkit/kernel/xenstore-socket`) resolves through the package's exports.
     alias: packages.map((p) => ({
-      find: `@pvkit/${p}`,
+      find: new RegExp(`^@pvkit/${p}$`),
       replacement: fileURLToPath(new URL(`./packages/${p}/src/index.ts`, import.meta.url)),
     })),
   },

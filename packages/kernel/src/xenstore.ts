@@ -51,7 +51,7 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import * as TE from "fp-ts/lib/TaskEither.js";
-import { XENSTORE, XS, XSD_ERRORS, keyOf, type XsErrorName } from "@pvkit/abi";
+import { XENSTORE, XS, XSD_ERRORS, keyOf, type XsErrorName, xsd_sockmsg, type XsMessage } from "@pvkit/abi";
 import type { XenError } from "./hypercall.js";
 
 // ---------------------------------------------------------------------------
@@ -102,20 +102,8 @@ export function isXsError(e: unknown, name?: XsErrorName): e is XsError {
 // Framing
 // ---------------------------------------------------------------------------
 
-/** Bytes of an `xsd_sockmsg` header. */
-export const XS_HEADER_SIZE = 16;
-
-/** One message: the `xsd_sockmsg` header fields and the payload. */
-export interface XsMessage {
-  /** An {@link XS} type. */
-  readonly type: number;
-  /** Chosen by the requester, echoed in the reply; 0 in watch events. */
-  readonly reqId: number;
-  /** Transaction id; 0 outside a transaction. */
-  readonly txId: number;
-  /** `len` bytes of payload. */
-  readonly payload: Uint8Array;
-}
+/** Bytes in a `struct xsd_sockmsg` header. */
+export const XS_HEADER_SIZE = xsd_sockmsg.size;
 
 /** Encodes a message: the little-endian header, then the payload. */
 export function encodeXsMessage(m: XsMessage): Uint8Array {
@@ -764,3 +752,5 @@ export class XsClient {
 }
 
 export type { XsErrorName };
+
+export type { XsMessage };

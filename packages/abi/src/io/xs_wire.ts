@@ -147,6 +147,18 @@ export const xsd_sockmsg = struct("struct xsd_sockmsg", 16, {
   len: u32(12),
 });
 
+/** One XenStore message: the {@link xsd_sockmsg} header's fields and the payload. */
+export interface XsMessage {
+  /** An {@link XS} type. */
+  readonly type: number;
+  /** Chosen by the requester, echoed in the reply; 0 in watch events. */
+  readonly reqId: number;
+  /** The transaction, 0 outside one. */
+  readonly txId: number;
+  /** The payload (`len` bytes), at most `XENSTORE_PAYLOAD_MAX`. */
+  readonly payload: Uint8Array;
+}
+
 /** The XenStore ring page of a domain (`struct xenstore_domain_interface`). */
 export const xenstore_domain_interface = struct("struct xenstore_domain_interface", 2076, {
   /** Requests to the daemon. */

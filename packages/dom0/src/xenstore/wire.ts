@@ -27,22 +27,10 @@
  *
  * @module
  */
-import { XENSTORE, XS, XSD_ERRORS, isXsErrorName, type XsErrorName } from "@pvkit/abi";
+import { XENSTORE, XS, XSD_ERRORS, isXsErrorName, type XsErrorName, xsd_sockmsg, type XsMessage } from "@pvkit/abi";
 
 /** Bytes in a `struct xsd_sockmsg` header. */
-export const XS_HEADER_SIZE = 16;
-
-/** One XenStore message: the header's fields and the payload. */
-export interface XsMessage {
-  /** An `XS_*` message type. */
-  readonly type: number;
-  /** Chosen by the requester, echoed in the reply; 0 in watch events. */
-  readonly reqId: number;
-  /** The transaction, 0 outside one. */
-  readonly txId: number;
-  /** The payload, at most `XENSTORE_PAYLOAD_MAX` bytes. */
-  readonly payload: Uint8Array;
-}
+export const XS_HEADER_SIZE = xsd_sockmsg.size;
 
 
 /**
@@ -246,3 +234,5 @@ export function messageTypeName(type: number): string {
 }
 
 export { isXsErrorName, type XsErrorName };
+
+export type { XsMessage };

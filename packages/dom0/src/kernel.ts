@@ -74,6 +74,22 @@ function backendCounters(blk: BlkbackService, net: Netback): DeviceCounterSource
   };
 }
 
+/** How long a stopping dom0 waits for its domains to power off before destroying them. */
+const DEFAULT_SHUTDOWN_TIMEOUT_S = 30;
+
+/** Asks the running domains to power off and reaps them as they do, for at most `timeoutNs`. */
+async function powerOffDomains(k: Kernel, libxl: Libxl, domExc: number, timeoutNs: number): Promise<void> {
+  if (libxl.runningCount === 0) return;
+  await libxl.powerOffAll();
+  let late = false;
+  const deadline = k.sleep(timeoutNs).then(() => (late = true));
+  while (libxl.runningCount > 0 && !late) {
+    await Promise.race([k.events.wait(domExc), deadline]);
+    await libxl.reap();
+  }
+  if (libxl.runningCount > 0) await k.print(`dom0: ${libxl.runningCount} domain(s) did not power off within ${timeoutNs / 1e9} s; destroying them`);
+}
+
 /** Runs dom0 on a booted kernel: build the manifest's domains, serve them, tear them down. */
 export async function dom0Main(k: Kernel): Promise<void> {
   await k.print(`dom0: pvkit ${k.memory.nrPages} pages, ${k.privileged ? "privileged" : "UNPRIVILEGED"}`);
@@ -172,6 +188,7 @@ async function boot(k: Kernel, m: Manifest): Promise<void> {
     if (consoles.failure !== undefined) throw new Error(`console sockets: ${consoles.failure.message}`);
     if (control?.failure !== undefined) throw new Error(`control socket: ${control.failure.message}`);
   }
+  await powerOffDomains(k, libxl, domExc, (m.shutdownTimeout ?? DEFAULT_SHUTDOWN_TIMEOUT_S) * 1e9);
   await libxl.destroyAll();
   tornDown();
   await control?.close();

@@ -580,7 +580,8 @@ export class Libxl {
 
   private async onShutdown(d: LiveDomain, reason: number): Promise<void> {
     const why = (keyOf(SHUTDOWN, reason) ?? String(reason)) as ShutdownReasonName;
-    const action = actionFor(d.config, reason);
+    // While the host stops, nothing restarts or stays behind.
+    const action = this.closing ? "destroy" : actionFor(d.config, reason);
     const what = `${d.name} (domain ${d.domid}) shut down: ${why}`;
     const result: ShutdownResult = { domid: d.domid, name: d.name, reason: why, action };
     switch (action) {
@@ -613,10 +614,38 @@ export class Libxl {
     }
   }
 
-  /** Destroys every domain (the host is stopping), after any creation in progress has finished or given up; refuses creations from now on. */
-  async destroyAll(): Promise<void> {
+  /** How many domains are running (neither shut down, nor being built or destroyed). */
+  get runningCount(): number {
+    let n = 0;
+    for (const d of this.domains.values()) if (d.state === "running" && !d.building) n++;
+    return n;
+  }
+
+  /**
+   * The first step of stopping the host, as `xendomains stop` does: refuses
+   * creations from now on, lets any in progress finish or give up, then asks
+   * every running domain to power off through its `control/shutdown`. A
+   * domain that shuts down now is destroyed whatever its `on_poweroff` says.
+   * The caller goes on calling {@link Libxl.reap} on `VIRQ_DOM_EXC` until
+   * {@link Libxl.runningCount} is 0 or its patience ends, then {@link Libxl.destroyAll}.
+   */
+  async powerOffAll(): Promise<void> {
+    await this.close();
+    for (const d of [...this.domains.values()]) {
+      if (d.state !== "running" || d.domid === 0) continue;
+      const written = await this.xs.write(`/local/domain/${d.domid}/control/shutdown`, "poweroff")();
+      if (E.isLeft(written)) await this.log(`asking ${d.name} to power off: ${written.left.message}`);
+    }
+  }
+
+  private async close(): Promise<void> {
     this.closing = true;
     while (this.creating.size > 0) await Promise.allSettled([...this.creating]);
+  }
+
+  /** Destroys every domain (the host is stopping), after any creation in progress has finished or given up; refuses creations from now on. */
+  async destroyAll(): Promise<void> {
+    await this.close();
     for (const d of [...this.domains.values()]) {
       if (d.state === "dying") continue;
       await this.teardown(d);

@@ -28,6 +28,10 @@
  * domains are gone, as with a XenStore socket, until `xl` asks for
  * `host-shutdown` (or `poweroff` is written to dom0's `control/shutdown`).
  *
+ * When dom0 is told to stop while domains still run, it first asks each to
+ * power off (`control/shutdown`), as `xendomains stop` does, and destroys
+ * those still running after `shutdownTimeout` seconds (default 30).
+ *
  * `memory` is in MiB, as in xl.cfg. A channel is an event channel port
  * allocated in `from` and offered to `to`, the way libxl sets up a console's;
  * command lines may name domids and ports: `${domid.NAME}`, and for a
@@ -72,6 +76,7 @@ export const Manifest = t.intersection([
     console: t.partial({ socketDir: t.string }),
     control: t.partial({ socket: t.string }),
     bridges: t.array(t.intersection([t.type({ name: Name }), t.partial({ pcap: t.string })])),
+    shutdownTimeout: t.union([Positive, t.literal(0)]),
   }),
 ]);
 

@@ -20,6 +20,7 @@
  * | `dom0.kernel` | dom0's kernel module: a path (relative to the file) or package specifier | `@pvkit/dom0/kernel` |
  * | `bridges` | the host bridges dom0's netback serves, each `{ name, pcap? }` (`pcap`: a capture file, relative to the file) | `[{ "name": "xenbr0" }]` |
  * | `seed` | the engine's seed (0 to 2³²-1) | 1 |
+ * | `shutdownTimeout` | seconds `pvkit down` waits for guests to power off before destroying them (0 to 3600) | 30 |
  *
  * Every key is optional. Decoding is io-ts, and every problem is reported
  * at once, each naming its file, key and value:
@@ -60,10 +61,12 @@ export interface HostConfig {
   readonly bridges: readonly HostBridge[];
   /** The engine's seed. */
   readonly seed: number;
+  /** Seconds dom0 waits, when the host stops, for its guests to power off before destroying them. */
+  readonly shutdownTimeout: number;
 }
 
 /** The configuration of a host started without `--config`. */
-export const DEFAULT_HOST_CONFIG: HostConfig = { memory: 256, pcpus: 2, dom0: { memory: 16 }, bridges: [{ name: "xenbr0" }], seed: 1 };
+export const DEFAULT_HOST_CONFIG: HostConfig = { memory: 256, pcpus: 2, dom0: { memory: 16 }, bridges: [{ name: "xenbr0" }], seed: 1, shutdownTimeout: 30 };
 
 /** Most machine memory a host may have, MiB (one `SharedArrayBuffer` holds it). */
 export const MAX_HOST_MEMORY_MIB = 16384;
@@ -171,6 +174,8 @@ export interface HostConfigFile {
   readonly bridges?: HostBridge[];
   /** The engine's seed. */
   readonly seed?: number;
+  /** Seconds to wait for guests to power off when the host stops. */
+  readonly shutdownTimeout?: number;
 }
 
 /** The io-ts codec of a host configuration file, before defaults: every key optional, unknown keys refused. */
@@ -182,8 +187,9 @@ export const HostConfigCodec: t.Type<HostConfigFile, HostConfigFile, unknown> = 
     dom0: strictObject({}, { memory: int(1, MAX_HOST_MEMORY_MIB, "a positive integer (MiB)"), kernel: Path("a kernel module path or package specifier") }, "an object { memory?, kernel? }"),
     bridges: list(BridgeCodec, "a list of bridges [{ name, pcap? }]"),
     seed: int(0, 0xffffffff, "an integer from 0 to 4294967295"),
+    shutdownTimeout: int(0, 3600, "a number of seconds from 0 to 3600"),
   },
-  "an object { memory, pcpus, dom0, bridges, seed }",
+  "an object { memory, pcpus, dom0, bridges, seed, shutdownTimeout }",
 );
 
 /** A validation error as a line: `source: dom0.memory: message`. */
@@ -242,5 +248,6 @@ export function parseHostConfig(text: string, source: string, baseDir: string = 
     dom0: { memory: dom0Memory, ...(kernel === undefined ? {} : { kernel: fromFile(baseDir, kernel, "kernel") }) },
     bridges,
     seed: v.seed ?? d.seed,
+    shutdownTimeout: v.shutdownTimeout ?? d.shutdownTimeout,
   });
 }

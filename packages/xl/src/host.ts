@@ -179,7 +179,7 @@ export function claimRunDir(paths: HostPaths, pid: number = process.pid): void {
   throw new HostError(`another pvkit host is starting in ${paths.runDir}`);
 }
 
-/** The boot manifest dom0 gets: no domains (xl creates them), the host's bridges, and where to serve its sockets. */
+/** The boot manifest dom0 gets: no domains (xl creates them), the host's bridges, where to serve its sockets, and how long to wait for guests to power off. */
 export function hostManifest(paths: HostPaths, config: HostConfig): object {
   return {
     domains: [],
@@ -187,6 +187,7 @@ export function hostManifest(paths: HostPaths, config: HostConfig): object {
     xenstored: { socket: paths.xenstoredSocket },
     console: { socketDir: paths.consoleDir },
     control: { socket: paths.controlSocket },
+    shutdownTimeout: config.shutdownTimeout,
   };
 }
 

@@ -10,7 +10,9 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
+import * as E from "fp-ts/lib/Either.js";
 import { afterAll, describe, expect, it } from "vitest";
+import { parseManifest } from "@pvkit/dom0";
 import { claimRunDir, DEFAULT_RUN_DIR, hostManifest, hostPaths, HostError, livePid, pvkitMain, resolveRunDir, DEFAULT_HOST_CONFIG, type PvkitIo } from "@pvkit/xl";
 
 const dir = mkdtempSync(join(tmpdir(), "pvkit-host-"));
@@ -59,7 +61,10 @@ describe("the run directory", () => {
       xenstored: { socket: "/run/pv/xenstored/socket" },
       console: { socketDir: "/run/pv/console" },
       control: { socket: "/run/pv/control.sock" },
+      shutdownTimeout: 30,
     });
+    // dom0 reads it as a boot manifest.
+    expect(E.isRight(parseManifest(new TextEncoder().encode(JSON.stringify(hostManifest(paths, DEFAULT_HOST_CONFIG)))))).toBe(true);
   });
 
   it("is claimed with a pid file; a stale one (its process gone) is cleared with the sockets it left", () => {

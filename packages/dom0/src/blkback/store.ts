@@ -130,6 +130,8 @@ export class FileBlockStore implements BlockStore {
     readonly path: string,
     /** Size in bytes. */
     readonly size: number,
+    /** Opened read-only. */
+    readonly readOnly: boolean,
   ) {}
 
   /** Opens `path` (read-only when `readOnly`, else read-write; it must exist) and learns its size. */
@@ -146,7 +148,7 @@ export class FileBlockStore implements BlockStore {
           throw e;
         }
       },
-      (r) => done(E.map(({ fh, size }: { fh: FileHandle; size: number }) => new FileBlockStore(io, fh, path, size))(r)),
+      (r) => done(E.map(({ fh, size }: { fh: FileHandle; size: number }) => new FileBlockStore(io, fh, path, size, readOnly))(r)),
     );
   }
 
@@ -192,9 +194,19 @@ export class FileBlockStore implements BlockStore {
     }, done);
   }
 
-  /** {@inheritDoc BlockStore.close} */
+  /**
+   * Closes the file, after an `fdatasync` when it was writable: what the
+   * guest wrote is on the disk once the device has gone, flushed or not. The
+   * file is closed even when the sync fails; the sync's error is the answer.
+   */
   close(done: BlkStoreDone<void>): void {
-    this.io.submit(() => this.handle.close(), done);
+    this.io.submit(async () => {
+      try {
+        if (!this.readOnly) await this.handle.datasync();
+      } finally {
+        await this.handle.close();
+      }
+    }, done);
   }
 }
 

@@ -2,9 +2,10 @@
  * blkback's data path against the driver-side mock: requests through a
  * real shared ring, grants from a mock table, memory and file stores.
  */
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import * as E from "fp-ts/lib/Either.js";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { open } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BLKIF_OP, BLKIF_RSP, PAGE_SIZE, blkif_sring } from "@pvkit/abi";
@@ -258,8 +259,10 @@ describe("BlkbackRing over a file, completions arriving later", () => {
   };
   const openFile = (io: BlkHostIo, path: string, readOnly = false) =>
     new Promise<FileBlockStore>((resolve, reject) => FileBlockStore.open(io, path, readOnly, (r) => (E.isRight(r) ? resolve(r.right) : reject(r.left))));
+  /** Waits for `cond`: turns of the event loop, then (a sync on a busy disk can be slow) up to 20 s of polling. */
   const until = async (cond: () => boolean) => {
     for (let i = 0; i < 1000 && !cond(); i++) await new Promise((r) => setImmediate(r));
+    for (let i = 0; i < 2000 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
   };
 
   it("writes to and reads from the image, holding a read's pages until the data is in, and drains at shutdown", async () => {
@@ -326,6 +329,44 @@ describe("BlkbackRing over a file, completions arriving later", () => {
       const result = await new Promise<E.Either<Error, void>>((resolve) => ro.write(0, new Uint8Array(512), resolve));
       expect(E.isLeft(result)).toBe(true);
       await new Promise<void>((resolve) => ro.close(() => resolve()));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("closing a writable image syncs it first (a read-only one is not synced); a failed sync still closes the file and is reported", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "blkback-"));
+    const openFds = () => readdirSync("/proc/self/fd").length;
+    try {
+      const path = join(dir, "disk.img");
+      writeFileSync(path, new Uint8Array(8 * 512));
+      const probe = await open(path, "r");
+      const proto = Object.getPrototypeOf(probe) as { datasync(): Promise<void> };
+      await probe.close();
+      // Each sync notes how many files are open as it runs: the image's must still be.
+      const openAtSync: number[] = [];
+      const realSync = proto.datasync;
+      const syncs = vi.spyOn(proto, "datasync").mockImplementation(function (this: unknown) {
+        openAtSync.push(openFds());
+        return realSync.call(this);
+      });
+      const io = laterIo();
+      const closeStore = (s: FileBlockStore) => new Promise<E.Either<Error, void>>((resolve) => s.close(resolve));
+      try {
+        const before = openFds();
+        expect(await closeStore(await openFile(io, path, true))).toEqual(E.right(undefined));
+        expect(syncs).toHaveBeenCalledTimes(0);
+        expect(await closeStore(await openFile(io, path))).toEqual(E.right(undefined));
+        expect(openAtSync).toEqual([before + 1]);
+        expect(openFds()).toBe(before);
+
+        syncs.mockRejectedValueOnce(new Error("EIO: the disk went away"));
+        const failed = await closeStore(await openFile(io, path));
+        expect(E.isLeft(failed) && failed.left.message).toBe("EIO: the disk went away");
+        expect(openFds()).toBe(before);
+      } finally {
+        syncs.mockRestore();
+      }
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -114,7 +114,7 @@ describe.skipIf(skip)("xl's control socket on a realtime host", () => {
     const { kernelUrl } = await import("../../../../examples/dist/support.js");
     const { guestKernel } = await import("../../../../examples/dist/xenstore/main.js");
     guest = guestKernel();
-    const manifest = { domains: [], control: { socket: controlSock }, xenstored: { socket: join(dir, "xenstored.sock") }, console: { socketDir: consoleDir } };
+    const manifest = { domains: [], control: { socket: controlSock }, xenstored: { socket: join(dir, "xenstored.sock") }, console: { socketDir: consoleDir }, shutdownTimeout: 2 };
     ({ hv, engine } = bootHost({ frames: 8192, pcpus: 2, mode: "realtime", dom0: { kernel: kernelUrl("@pvkit/dom0/kernel"), pages: 1024, module: new TextEncoder().encode(JSON.stringify(manifest)) } }));
     running = engine.run({ until: 300_000_000_000 });
     for (let i = 0; i < 200 && !existsSync(controlSock); i++) await new Promise((r) => setTimeout(r, 25));
@@ -297,12 +297,16 @@ describe.skipIf(skip)("xl's control socket on a realtime host", () => {
     expect((await list()).map((d) => d.name)).toEqual(["Domain-0"]);
   }, 30_000);
 
-  it("host-shutdown destroys every domain and powers the host off", async () => {
-    const { domid } = await xl.ok<{ domid: number }>("create", { config: config("last"), paused: false });
+  it("host-shutdown asks every domain to power off, destroys one that cannot after the timeout, and powers the host off", async () => {
+    // on_poweroff=restart does not hold while the host stops.
+    const { domid } = await xl.ok<{ domid: number }>("create", { config: config("last", { onPoweroff: "restart" }), paused: false });
+    const { domid: stuck } = await xl.ok<{ domid: number }>("create", { config: config("stuck"), paused: true });
     expect(await xl.ok("host-shutdown")).toBeNull();
     expect(await running).toBe("idle");
     expect([...engine.guestErrors.values()]).toEqual([]);
-    expect(hv.console).toContain(`dom0: last (domain ${domid}) destroyed on shutdown`);
+    expect(hv.console).toContain(`dom0: last (domain ${domid}) shut down: poweroff; destroyed`);
+    expect(hv.console).toContain("dom0: 1 domain(s) did not power off within 2 s; destroying them");
+    expect(hv.console).toContain(`dom0: stuck (domain ${stuck}) destroyed on shutdown`);
     expect(hv.console.at(-1)).toBe("dom0: every domain has shut down");
     expect(checkInvariants(hv)).toEqual([]);
     expect(existsSync(join(consoleDir, String(domid)))).toBe(false);

@@ -45,7 +45,10 @@ Commands:
                  --detach runs it in the background (output in DIR/pvkit.log)
                  and prints its pid once its control socket answers.
   down [--run-dir DIR] [--timeout SECONDS]
-                 Shut down the host of the run directory and wait for it to exit.
+                 Shut down the host of the run directory and wait for it to
+                 exit (default 60 s). dom0 first asks each guest to power off
+                 and destroys those still running after the host config's
+                 shutdownTimeout (default 30 s).
   help           Print this help.
 
 The run directory is --run-dir, else $PVKIT_RUN_DIR, else ./.pvkit/run.

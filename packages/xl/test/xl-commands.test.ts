@@ -195,6 +195,7 @@ describe("xl create", () => {
     expect(JSON.parse(r.stdout)).toMatchObject({ c_info: { type: "pv", name: "linux" }, b_info: { max_memkb: 131072, target_memkb: 131072, kernel: "/boot/vmlinuz" } });
     expect(r.stderr).toMatch(/^Parsing config from linux.cfg\nwarning: linux.cfg:2:10: kernel: \/boot\/vmlinuz is not a pvkit kernel module/);
     expect((await xl(["-N", "create", "linux.cfg"], { env: {} })).code).toBe(0);
+    for (const long of ["--dryrun", "--dry-run"]) expect(await xl(["create", long, "linux.cfg"], { env: {} })).toMatchObject({ code: 0, stdout: r.stdout });
     expect(dom0.requests).toEqual([]);
   });
 

@@ -260,12 +260,28 @@ export interface UptimeEntry extends CreateResult {
   readonly uptimeNs: number;
 }
 
-/** Block I/O counters of a domain's vbds, summed (`xl top`'s VBD columns). */
+/** Block I/O counters of a vbd, or a domain's vbds summed (`xl top`'s VBD columns, Linux blkback's `statistics/`). */
 export interface VbdCounters {
   /** Requests taken off the rings. */
   readonly requests: number;
   /** Of them, answered with an error. */
   readonly errors: number;
+  /** Requests that waited for a free request slot (`oo_req`, VBD_OO; pvkit's blkback never makes one wait: 0). */
+  readonly ooReq: number;
+  /** Reads (`rd_req`, VBD_RD). */
+  readonly rdReq: number;
+  /** Writes (`wr_req`, VBD_WR). */
+  readonly wrReq: number;
+  /** Sectors read (`rd_sect`, VBD_RSECT). */
+  readonly rdSect: number;
+  /** Sectors written (`wr_sect`, VBD_WSECT). */
+  readonly wrSect: number;
+}
+
+/** One vbd's counters, for `xl top -x`. */
+export interface VbdDeviceCounters extends VbdCounters {
+  /** Its virtual-device number. */
+  readonly devid: number;
 }
 
 /** Network counters of a domain's vifs, summed, from the guest's side (`xl top`'s NET columns). */
@@ -298,6 +314,8 @@ export interface TopEntry extends CreateResult {
   readonly vifs: number;
   /** Block counters, from the back ends dom0 runs (zeros for devices it does not serve). */
   readonly vbd: VbdCounters;
+  /** The same per vbd, for those whose back end dom0 runs and has connected. */
+  readonly vbdDevices: readonly VbdDeviceCounters[];
   /** Network counters, likewise. */
   readonly net: VifCounters;
 }

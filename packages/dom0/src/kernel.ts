@@ -59,7 +59,7 @@ function backendCounters(blk: BlkbackService, net: Netback): DeviceCounterSource
       for (const d of blk.devices.values()) {
         if (d.frontendId !== domid || d.id !== String(devid)) continue;
         const s = d.ring?.stats;
-        return s === undefined ? undefined : { requests: s.requests, errors: s.errors };
+        return s === undefined ? undefined : { requests: s.requests, errors: s.errors, ooReq: 0, rdReq: s.rdReq, wrReq: s.wrReq, rdSect: s.rdSect, wrSect: s.wrSect };
       }
       return undefined;
     },

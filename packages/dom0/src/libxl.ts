@@ -303,9 +303,17 @@ export function vifDevice(frontendDomid: number, handle: number, vif: VifRequest
   };
 }
 
-const sumVbd = (a: VbdCounters, b: VbdCounters): VbdCounters => ({ requests: a.requests + b.requests, errors: a.errors + b.errors });
+const sumVbd = (a: VbdCounters, b: VbdCounters): VbdCounters => ({
+  requests: a.requests + b.requests,
+  errors: a.errors + b.errors,
+  ooReq: a.ooReq + b.ooReq,
+  rdReq: a.rdReq + b.rdReq,
+  wrReq: a.wrReq + b.wrReq,
+  rdSect: a.rdSect + b.rdSect,
+  wrSect: a.wrSect + b.wrSect,
+});
 const sumVif = (a: VifCounters, b: VifCounters): VifCounters => ({ txFrames: a.txFrames + b.txFrames, txBytes: a.txBytes + b.txBytes, rxFrames: a.rxFrames + b.rxFrames, rxBytes: a.rxBytes + b.rxBytes });
-const NO_VBD: VbdCounters = { requests: 0, errors: 0 };
+const NO_VBD: VbdCounters = { requests: 0, errors: 0, ooReq: 0, rdReq: 0, wrReq: 0, rdSect: 0, wrSect: 0 };
 const NO_VIF: VifCounters = { txFrames: 0, txBytes: 0, rxFrames: 0, rxBytes: 0 };
 
 /** The domain manager. See the module documentation. */
@@ -902,6 +910,10 @@ export class Libxl {
         const devices = this.domains.get(s.domid)?.devices ?? [];
         const vbds = devices.filter((dev) => dev.type === "vbd");
         const vifs = devices.filter((dev) => dev.type === "vif");
+        const vbdDevices = vbds.flatMap((dev) => {
+          const c = counters?.vbd(dev.frontendDomid, dev.devid);
+          return c === undefined ? [] : [{ devid: dev.devid, ...c }];
+        });
         return {
           domid: s.domid,
           name: s.name,
@@ -912,7 +924,8 @@ export class Libxl {
           vcpus: s.vcpus,
           vbds: vbds.length,
           vifs: vifs.length,
-          vbd: vbds.reduce((acc, dev) => sumVbd(acc, counters?.vbd(dev.frontendDomid, dev.devid) ?? NO_VBD), NO_VBD),
+          vbd: vbdDevices.reduce(sumVbd, NO_VBD),
+          vbdDevices,
           net: vifs.reduce((acc, dev) => sumVif(acc, counters?.vif(dev.frontendDomid, dev.devid) ?? NO_VIF), NO_VIF),
         };
       }),

@@ -326,7 +326,11 @@ export const NetworkListResult = t.array(NicInfo);
 /** A device made by `block-attach` or `network-attach` (the protocol's `AttachResult`). */
 export const AttachResultCodec = t.type({ domid: Nat, name: t.string, devid: Nat });
 
-/** One domain as `top` reports it (the protocol's `TopEntry`): its state, CPU, memory, and its devices' summed counters. */
+/** A vbd's block counters, or a domain's summed (Linux blkback's `statistics/`). */
+export const VbdCounters = t.type({ requests: NonNeg, errors: NonNeg, ooReq: NonNeg, rdReq: NonNeg, wrReq: NonNeg, rdSect: NonNeg, wrSect: NonNeg });
+/** Decoded {@link VbdCounters}. */
+export type VbdCounters = t.TypeOf<typeof VbdCounters>;
+/** One domain as `top` reports it (the protocol's `TopEntry`): its state, CPU, memory, and its devices' counters, summed and per vbd. */
 export const TopEntry = t.type({
   domid: Nat,
   name: t.string,
@@ -337,7 +341,8 @@ export const TopEntry = t.type({
   vcpus: Nat,
   vbds: Nat,
   vifs: Nat,
-  vbd: t.type({ requests: NonNeg, errors: NonNeg }),
+  vbd: VbdCounters,
+  vbdDevices: t.array(t.intersection([t.type({ devid: Nat }), VbdCounters])),
   net: t.type({ txFrames: NonNeg, txBytes: NonNeg, rxFrames: NonNeg, rxBytes: NonNeg }),
 });
 /** One domain as `top` reports it. */

@@ -111,7 +111,12 @@ beforeAll(async () => {
   dom0.answers.set("info", () => ok({ host: "pvkit", nr_cpus: 2, total_memory: 256, free_memory: 200, cpu_mhz: "1000.000", xen_major: 4, xen_minor: 17, xen_extra: ".0", xen_version: "4.17.0", xend_config_format: 4 }));
   dom0.answers.set("top", () =>
     ok(
-      DOMAINS.map((d) => ({ ...d, vbds: 0, vifs: 0, vbd: { requests: 0, errors: 0 }, net: { txFrames: 0, txBytes: 0, rxFrames: 0, rxBytes: 0 } })),
+      DOMAINS.map((d) => {
+        const xvda = { devid: 51712, requests: 16, errors: 1, ooReq: 0, rdReq: 12, wrReq: 3, rdSect: 96, wrSect: 24 };
+        const vbdDevices = d.domid === 1 ? [xvda] : [];
+        const { devid: _, ...vbd } = vbdDevices[0] ?? { devid: 0, requests: 0, errors: 0, ooReq: 0, rdReq: 0, wrReq: 0, rdSect: 0, wrSect: 0 };
+        return { ...d, vbds: vbdDevices.length, vifs: 0, vbd, vbdDevices, net: { txFrames: 0, txBytes: 0, rxFrames: 0, rxBytes: 0 } };
+      }),
     ),
   );
 });
@@ -351,6 +356,14 @@ describe("reading commands", () => {
     expect(lines[0]).toMatch(/^ {6}NAME {2}STATE {3}CPU\(sec\) CPU\(%\) {5}MEM\(k\) MEM\(%\) {2}MAXMEM\(k\) MAXMEM\(%\) VCPUS NETS NETTX\(k\) NETRX\(k\) VBDS/);
     expect(lines[1]).toMatch(/^ {2}Domain-0 -----r {10}2 {4}0\.0 {6}16384 {4}6\.2 {6}16384 {7}6\.2 {5}1 {4}0/);
     expect(dom0.ops()).toEqual(["top", "info", "top", "info"]);
+  });
+
+  it("top -x shows blkback's counters: the VBD columns summed, a line per disk", async () => {
+    const r = await xl(["top", "-b", "-i", "1", "-x"]);
+    expect(r.code).toBe(0);
+    const web = r.stdout.split("\n").find((l) => /^ +web /.test(l))!;
+    expect(web).toMatch(/ 1 +0 +12 +3 +96 +24 +\d/);
+    expect(r.stdout).toContain("VBD BlkBack 51712 [ca: 0]  OO:        0   RD:       12   WR:        3   RSECT:         96   WSECT:         24\n");
   });
 
   it("trace: with no host serving the trace socket, says which socket it could not reach", async () => {

@@ -108,6 +108,18 @@ export interface BlkbackStats {
   errors: number;
   /** Answered with `BLKIF_RSP_EOPNOTSUPP`. */
   unsupported: number;
+  /** Well-formed reads taken (Linux blkback's `rd_req`, xentop's VBD_RD). */
+  rdReq: number;
+  /** Well-formed writes taken (`wr_req`, VBD_WR). */
+  wrReq: number;
+  /** Cache flushes taken (`f_req`). */
+  fReq: number;
+  /** Discards taken (`ds_req`). */
+  dsReq: number;
+  /** Sectors those reads asked for (`rd_sect`, VBD_RSECT). */
+  rdSect: number;
+  /** Sectors the writes and flushes carried (`wr_sect`, VBD_WSECT). */
+  wrSect: number;
   /** Grant maps made (data and indirect pages; not the ring). */
   maps: number;
   /** Grant unmaps made. */
@@ -147,7 +159,7 @@ export class BlkbackRing {
   /** `open`, `stopping` (taking no more requests), `broken` (the front end broke the ring), or `closed`. */
   state: "open" | "stopping" | "broken" | "closed" = "open";
   /** Counters. */
-  readonly stats: BlkbackStats = { requests: 0, okay: 0, errors: 0, unsupported: 0, maps: 0, unmaps: 0, persistentHits: 0, refusals: [] };
+  readonly stats: BlkbackStats = { requests: 0, okay: 0, errors: 0, unsupported: 0, rdReq: 0, wrReq: 0, fReq: 0, dsReq: 0, rdSect: 0, wrSect: 0, maps: 0, unmaps: 0, persistentHits: 0, refusals: [] };
 
   /** Attaches to the front end's ring (`BACK_RING_INIT`). */
   constructor(private readonly o: BlkbackRingOptions) {
@@ -240,6 +252,7 @@ export class BlkbackRing {
     const req = checked.right;
     switch (req.kind) {
       case "discard":
+        this.stats.dsReq++;
         if (req.sectors === 0n) return this.respond(req.id, req.operation, BLKIF_RSP.OKAY);
         return this.submit({ id: req.id, operation: req.operation, pages: [], segments: [] }, (done) =>
           this.o.store.discard(Number(req.sector) * BLKIF_SECTOR_SIZE, Number(req.sectors) * BLKIF_SECTOR_SIZE, done),
@@ -279,6 +292,16 @@ export class BlkbackRing {
 
   /** Steps 3 to 5 for a read, a write or a flush. */
   private transfer(kind: "read" | "write" | "flush", id: bigint, operation: number, sector: bigint, segments: readonly BlkSegment[]): void {
+    // Counted as Linux's blkback counts them: when taken, whatever their outcome.
+    const sectors = segments.reduce((n, s) => n + s.last - s.first + 1, 0);
+    if (kind === "read") {
+      this.stats.rdReq++;
+      this.stats.rdSect += sectors;
+    } else {
+      if (kind === "write") this.stats.wrReq++;
+      else this.stats.fReq++;
+      this.stats.wrSect += sectors;
+    }
     const held: Held[] = [];
     for (const s of segments) {
       const h = this.acquire(s.gref, kind === "read");
@@ -291,8 +314,7 @@ export class BlkbackRing {
     const offset = Number(sector) * BLKIF_SECTOR_SIZE;
     const store = this.o.store;
     if (kind === "read") {
-      const length = segments.reduce((n, s) => n + (s.last - s.first + 1) * BLKIF_SECTOR_SIZE, 0);
-      return this.submit({ id, operation, pages: held, segments }, (done) => store.read(offset, length, done));
+      return this.submit({ id, operation, pages: held, segments }, (done) => store.read(offset, sectors * BLKIF_SECTOR_SIZE, done));
     }
     const data = gather(held, segments);
     this.release(held);

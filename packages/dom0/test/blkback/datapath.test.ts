@@ -44,7 +44,7 @@ const whole = (gref: number): Seg => ({ gref, first: 0, last: 7 });
 
 describe("BlkbackRing: reads and writes", () => {
   it("writes from the granted pages' sectors and reads back into them, at the segments' offsets", () => {
-    const { grants, store, run } = bed();
+    const { grants, store, run, back } = bed();
     const data = pattern(PAGE_SIZE, 1);
     const a = grants.grant(data, true); // a write's page may be granted read-only
     const b = grants.grant(pattern(PAGE_SIZE, 2), true);
@@ -65,6 +65,8 @@ describe("BlkbackRing: reads and writes", () => {
     expect(grants.mapped).toBe(0);
     expect(grants.maps).toBe(3);
     expect(grants.unmaps).toBe(3);
+    // xentop's VBD_RD, VBD_WR, VBD_RSECT, VBD_WSECT.
+    expect(back.stats).toMatchObject({ rdReq: 1, wrReq: 1, rdSect: 5, wrSect: 7, fReq: 0, dsReq: 0 });
   });
 
   it("maps a read's pages writable and a write's read-only: a read into a read-only grant fails", () => {
@@ -133,7 +135,7 @@ describe("BlkbackRing: a read-only disk", () => {
 
 describe("BlkbackRing: flush, discard, indirect", () => {
   it("a flush with segments writes them; a discard zeroes its range; a zero-length discard is a no-op", () => {
-    const { grants, store, run } = bed();
+    const { grants, store, run, back } = bed();
     const g = grants.grant(page(0x77), true);
     expect(run(rw(BLKIF_OP.FLUSH_DISKCACHE, 1n, 8n, [whole(g)]), rw(BLKIF_OP.FLUSH_DISKCACHE, 2n, 0n, [])).map((x) => x.status)).toEqual([0, 0]);
     const disk = (store as MemoryBlockStore).bytes;
@@ -145,6 +147,8 @@ describe("BlkbackRing: flush, discard, indirect", () => {
     expect(disk.subarray(9 * 512, 11 * 512).every((x) => x === 0)).toBe(true);
     expect(disk.subarray(8 * 512, 9 * 512).every((x) => x === 0x77)).toBe(true);
     expect(disk.subarray(11 * 512, 16 * 512).every((x) => x === 0x77)).toBe(true);
+    // A flush's segments count as written sectors, as Linux counts a flush's bio.
+    expect(back.stats).toMatchObject({ fReq: 2, dsReq: 2, wrReq: 0, wrSect: 8, rdReq: 0, rdSect: 0 });
   });
 
   it("an indirect write and read of 40 pages: descriptors read from the indirect page, which is unmapped after", () => {

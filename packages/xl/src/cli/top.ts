@@ -8,16 +8,15 @@
  * is no terminal) it prints the header and rows at each refresh, without
  * the summary, as `xentop -b` does; `-i N` stops after N refreshes.
  *
- * What `top` reports of devices is summed per domain: NETTX/NETRX and the
- * per-NIC lines of `-n` (for a domain with one NIC) come from it; the
- * block columns show `-`, as xentop does for counters it cannot read,
- * since the protocol counts block requests without telling reads from
- * writes.
+ * What `top` reports of devices comes from the back ends dom0 runs:
+ * NETTX/NETRX and the per-NIC lines of `-n` (for a domain with one NIC)
+ * from netback's counters; the VBD columns and the per-disk lines of `-x`
+ * from blkback's, which count as Linux's blkback `statistics/` do.
  *
  * @module
  */
-import { decodeResult, InfoResult, TopResult, VcpuListResult, type ControlClient, type TopEntry } from "../control-client.js";
-import { formatXentop, type XentopDomain, type XentopHost, type XentopOptions } from "./format.js";
+import { decodeResult, InfoResult, TopResult, VcpuListResult, type ControlClient, type TopEntry, type VbdCounters } from "../control-client.js";
+import { formatXentop, type XentopDomain, type XentopHost, type XentopOptions, type XentopVbdStats } from "./format.js";
 import type { CliIo } from "./io.js";
 
 /** Options of {@link runTop}. */
@@ -40,6 +39,8 @@ export function xentopHost(info: Readonly<Record<string, string | number>>): Xen
   };
 }
 
+const vbdStats = (c: VbdCounters): XentopVbdStats => ({ oo: c.ooReq, rd: c.rdReq, wr: c.wrReq, rsect: c.rdSect, wsect: c.wrSect });
+
 /** A domain of `top`'s result as xentop shows it; `vcpuNs` from `vcpu-list`, when asked for. */
 export function xentopDomain(e: TopEntry, vcpuNs?: readonly number[]): XentopDomain {
   return {
@@ -57,6 +58,8 @@ export function xentopDomain(e: TopEntry, vcpuNs?: readonly number[]): XentopDom
     // The counters are summed over the domain's NICs: exact per NIC only when it has one.
     ...(e.vifs === 1 ? { netDetail: [{ rxBytes: e.net.rxBytes, rxPackets: e.net.rxFrames, rxErrs: 0, rxDrop: 0, txBytes: e.net.txBytes, txPackets: e.net.txFrames, txErrs: 0, txDrop: 0 }] } : {}),
     vbds: e.vbds,
+    vbdStats: vbdStats(e.vbd),
+    vbdDetail: e.vbdDevices.map((v) => ({ devid: v.devid, ...vbdStats(v) })),
   };
 }
 

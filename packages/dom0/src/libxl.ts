@@ -223,14 +223,18 @@ export function defaultMac(domid: number, handle: number): string {
 }
 
 /**
- * The URL of a kernel module named in a config: a URL as it is, an absolute
+ * The URL of a kernel module named in a config: a `file:` URL as it is, an absolute
  * path as a `file:` URL, or a package specifier (`@pvkit/domu/hello`)
  * resolved from dom0's package. A relative path is refused: dom0 does not
  * know the directory `xl` ran in. A `file:` kernel must exist.
  */
 export function resolveKernel(spec: string): E.Either<string, string> {
   let url: string;
-  if (/^[a-z][a-z0-9+.-]+:/i.test(spec)) url = spec;
+  if (/^[a-z][a-z0-9+.-]+:/i.test(spec)) {
+    // dom0 imports the kernel into itself: only from its own disk, never from the network or inline code.
+    if (!spec.toLowerCase().startsWith("file:")) return E.left(`kernel "${spec}": only file: URLs, absolute paths and package specifiers are loaded`);
+    url = spec;
+  }
   else if (isAbsolute(spec)) url = pathToFileURL(spec).href;
   else if (spec.startsWith(".")) return E.left(`kernel "${spec}" is a relative path: give an absolute path or a file: URL`);
   else {

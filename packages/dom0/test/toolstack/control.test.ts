@@ -158,13 +158,16 @@ describe("the domain manager's rules", () => {
     problems.forEach((p, i) => expect(found[i]).toMatch(p));
   });
 
-  it("resolves kernels: URLs as given, absolute paths as file: URLs; refuses relative paths and missing files", () => {
+  it("resolves kernels: file: URLs as given, absolute paths as file: URLs; refuses other URLs, relative paths and missing files", () => {
     const here = fileURLToPath(import.meta.url);
     expect(resolveKernel(here)).toEqual(E.right(`file://${here}`));
     expect(resolveKernel(`file://${here}`)).toEqual(E.right(`file://${here}`));
     expect(resolveKernel("./guest.js")).toEqual(E.left('kernel "./guest.js" is a relative path: give an absolute path or a file: URL'));
     expect(E.isLeft(resolveKernel("/no/such/kernel.js"))).toBe(true);
     expect(E.isLeft(resolveKernel("@pvkit/no-such-package/kernel"))).toBe(true);
+    for (const url of ["https://example.com/kernel.js", "data:text/javascript,export default 1", "node:fs"]) {
+      expect(resolveKernel(url)).toEqual(E.left(`kernel "${url}": only file: URLs, absolute paths and package specifiers are loaded`));
+    }
   });
 
   it("makes devices as libxl does: vbds served by dom0, vifs with a MAC in Xen's OUI", () => {

@@ -39,6 +39,12 @@ export interface BridgeOptions {
   readonly capture?: PacketSink;
   /** Forget a learned address after this long without a frame from it, in ns (default 300 s). */
   readonly agingNs?: number;
+  /**
+   * Most addresses learned at once (default 4096): a guest sending from
+   * ever new source addresses pushes out the stalest, rather than growing
+   * dom0's memory without end (Linux's `fdb_max_learned`).
+   */
+  readonly maxLearned?: number;
 }
 
 /** A learned address. */
@@ -63,12 +69,16 @@ export interface BridgeStats {
   filtered: number;
   /** Frames dropped as invalid (too short, bad source address, unknown port). */
   dropped: number;
+  /** Learned addresses forgotten, still fresh, to make room for a new one. */
+  evicted: number;
 }
 
 /** Bytes of an Ethernet header. */
 const ETH_HLEN = 14;
 /** The default aging time: Linux's 300 s. */
 export const BRIDGE_AGING_NS_DEFAULT = 300_000_000_000;
+/** The default most addresses a bridge learns. */
+export const BRIDGE_MAX_LEARNED_DEFAULT = 4096;
 
 /** `aa:bb:cc:dd:ee:ff` of six bytes at `at`. */
 export function macAt(frame: Uint8Array, at: number): string {
@@ -80,11 +90,12 @@ export function macAt(frame: Uint8Array, at: number): string {
 /** A learning bridge. */
 export class Bridge {
   /** Counters. */
-  readonly stats: BridgeStats = { frames: 0, forwarded: 0, flooded: 0, broadcast: 0, filtered: 0, dropped: 0 };
+  readonly stats: BridgeStats = { frames: 0, forwarded: 0, flooded: 0, broadcast: 0, filtered: 0, dropped: 0, evicted: 0 };
   private readonly ports: BridgePort[] = [];
   private readonly fdb = new Map<string, FdbEntry>();
   private readonly now: () => number;
   private readonly agingNs: number;
+  private readonly maxLearned: number;
   private capture: PacketSink | undefined;
 
   /**
@@ -97,6 +108,7 @@ export class Bridge {
   ) {
     this.now = options.now ?? (() => 0);
     this.agingNs = options.agingNs ?? BRIDGE_AGING_NS_DEFAULT;
+    this.maxLearned = options.maxLearned ?? BRIDGE_MAX_LEARNED_DEFAULT;
     this.capture = options.capture;
   }
 
@@ -128,6 +140,20 @@ export class Bridge {
     return e.port;
   }
 
+  /** Forgets the aged addresses, stalest first, or failing any, the stalest one. */
+  private makeRoom(now: number): void {
+    for (const [mac, e] of this.fdb) {
+      if (now - e.seen <= this.agingNs) break;
+      this.fdb.delete(mac);
+    }
+    if (this.fdb.size < this.maxLearned) return;
+    const stalest = this.fdb.keys().next();
+    if (stalest.done !== true) {
+      this.fdb.delete(stalest.value);
+      this.stats.evicted++;
+    }
+  }
+
   /** The forwarding database: learned addresses, oldest first. */
   entries(): [string, FdbEntry][] {
     return [...this.fdb];
@@ -156,6 +182,7 @@ export class Bridge {
     if (learned === undefined || learned.port !== from || learned.seen !== now) {
       // Re-insert so the map stays in order of last refresh.
       this.fdb.delete(src);
+      if (this.fdb.size >= this.maxLearned) this.makeRoom(now);
       this.fdb.set(src, { port: from, seen: now });
     }
     let out: BridgePort[];

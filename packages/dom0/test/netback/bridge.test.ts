@@ -119,7 +119,7 @@ describe("Bridge", () => {
     const cap = parsePcap(capture.bytes());
     if (E.isLeft(cap)) throw new Error(cap.left);
     expect(cap.right.packets.map((p) => p.origLen)).toEqual([60, 1514]);
-    expect(bridge.stats).toEqual({ frames: 2, forwarded: 1, flooded: 0, broadcast: 1, filtered: 0, dropped: 1 });
+    expect(bridge.stats).toEqual({ frames: 2, forwarded: 1, flooded: 0, broadcast: 1, filtered: 0, dropped: 1, evicted: 0 });
   });
 
   it("ages out an entry not refreshed for agingNs, and floods again", () => {
@@ -130,6 +130,38 @@ describe("Bridge", () => {
     now.t = 1_001;
     expect(bridge.input(ports.A, frame(MAC.b, MAC.a)).map((p) => p.name)).toEqual(["B", "C"]);
     expect(bridge.lookup(MAC.b)).toBeUndefined();
+  });
+
+  it("learns at most maxLearned addresses: aged ones go first, else the stalest, and a flood of new sources cannot grow it", () => {
+    const now = { t: 0 };
+    const bridge = new Bridge("xenbr0", { now: () => now.t, agingNs: 1_000, maxLearned: 3 });
+    const [A, B] = [new Tap("A"), new Tap("B")];
+    bridge.attach(A);
+    bridge.attach(B);
+    const src = (i: number) => `02:00:00:00:00:${i.toString(16).padStart(2, "0")}`;
+    const learned = () => bridge.entries().map(([m]) => m);
+    bridge.input(B, frame(MAC.bcast, MAC.b)); // t=0
+    now.t = 600;
+    bridge.input(A, frame(MAC.bcast, src(1)));
+    bridge.input(A, frame(MAC.bcast, src(2)));
+    expect(learned()).toEqual([MAC.b, src(1), src(2)]);
+    // Full; MAC.b has aged (1001 ns old): it goes, nothing fresh is evicted.
+    now.t = 1_001;
+    bridge.input(A, frame(MAC.bcast, src(3)));
+    expect(learned()).toEqual([src(1), src(2), src(3)]);
+    expect(bridge.stats.evicted).toBe(0);
+    // Full of fresh entries: the stalest goes.
+    bridge.input(A, frame(MAC.bcast, src(4)));
+    expect(learned()).toEqual([src(2), src(3), src(4)]);
+    expect(bridge.stats.evicted).toBe(1);
+    // A refresh is not a new entry and evicts nothing.
+    now.t = 1_002;
+    bridge.input(A, frame(MAC.bcast, src(3)));
+    expect(bridge.stats.evicted).toBe(1);
+    expect(learned()).toEqual([src(2), src(4), src(3)]);
+    for (let i = 5; i < 200; i++) bridge.input(A, frame(MAC.bcast, src(i)));
+    expect(learned()).toHaveLength(3);
+    expect(bridge.stats.evicted).toBe(196);
   });
 
   it("forgets what was learned behind a port that detaches, and no longer sends to it", () => {

@@ -333,7 +333,8 @@ export function startHost(options: HostOptions): RunningHost {
     throw e instanceof HostError ? e : new HostError(`cannot boot the host: ${e instanceof Error ? e.message : String(e)}`);
   }
   hv.trace.enabled = options.trace ?? false;
-  const traceServer = serveTrace(hv, paths.traceSocket, options.trace ?? false);
+  // Without its trace socket the host runs on; xl trace then says it cannot reach it.
+  const traceServer = serveTrace(hv, paths.traceSocket, options.trace ?? false, (e) => output(`pvkit: trace socket ${paths.traceSocket}: ${e.message}; xl trace is unavailable`));
 
   let shown = 0;
   const relay = () => {
@@ -403,18 +404,21 @@ export const MAX_TRACE_SECONDS = 3600;
  * answers one line: the window's records as Chrome trace JSON. One window at
  * a time; a bad request gets `{"error": "..."}`. Outside a window the trace
  * stays as the host was started (`keep`), so it cannot grow without bound.
+ * A failure of the socket itself (it cannot listen) goes to `onError`.
  */
-export function serveTrace(hv: Hypervisor, path: string, keep: boolean): Server {
+export function serveTrace(hv: Hypervisor, path: string, keep: boolean, onError: (e: Error) => void): Server {
   let recording = false;
   rmSync(path, { force: true });
   const server = createServer((socket) => {
     let line = "";
-    socket.on("data", (chunk) => {
+    socket.on("data", function onData(chunk: Buffer) {
       line += chunk.toString();
       if (!line.includes("\n")) {
         if (line.length > 4096) socket.end(`${JSON.stringify({ error: "trace request too long" })}\n`);
         return;
       }
+      // One request per connection: what follows its line is not read.
+      socket.off("data", onData);
       let seconds: unknown;
       try {
         seconds = (JSON.parse(line.slice(0, line.indexOf("\n"))) as { seconds?: unknown }).seconds;
@@ -442,6 +446,7 @@ export function serveTrace(hv: Hypervisor, path: string, keep: boolean): Server 
     });
     socket.on("error", () => socket.destroy());
   });
+  server.on("error", onError);
   server.listen(path);
   return server;
 }

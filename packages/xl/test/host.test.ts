@@ -8,12 +8,14 @@
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { connect } from "node:net";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import * as E from "fp-ts/lib/Either.js";
 import { afterAll, describe, expect, it } from "vitest";
 import { parseManifest } from "@pvkit/dom0";
-import { claimRunDir, DEFAULT_RUN_DIR, hostManifest, hostPaths, HostError, livePid, pvkitMain, resolveRunDir, DEFAULT_HOST_CONFIG, type PvkitIo } from "@pvkit/xl";
+import { Hypervisor } from "@pvkit/hypervisor";
+import { claimRunDir, DEFAULT_RUN_DIR, hostManifest, hostPaths, HostError, livePid, pvkitMain, resolveRunDir, serveTrace, DEFAULT_HOST_CONFIG, type PvkitIo } from "@pvkit/xl";
 
 const dir = mkdtempSync(join(tmpdir(), "pvkit-host-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -133,5 +135,45 @@ describe("pvkit", () => {
   it("help prints the usage", async () => {
     expect((await pvkit(["help"])).stdout).toMatch(/^Usage: pvkit <command> \[options\]\n/);
     expect((await pvkit([])).code).toBe(2);
+  });
+});
+
+describe("the trace socket", () => {
+  /** Sends `text` on a connection to `path` and collects what comes back until the host closes it. */
+  const ask = (path: string, text: string) =>
+    new Promise<string>((resolve, reject) => {
+      let got = "";
+      const socket = connect(path, () => socket.write(text));
+      socket.on("data", (d) => (got += d.toString()));
+      socket.on("end", () => resolve(got));
+      socket.on("error", reject);
+    });
+
+  it("answers a window of the trace as Chrome trace JSON, one request per connection; a bad request gets an error naming it", async () => {
+    const hv = new Hypervisor({ frames: 256 });
+    const path = join(dir, "trace.sock");
+    const server = serveTrace(hv, path, false, (e) => {
+      throw e;
+    });
+    try {
+      await new Promise((r) => server.once("listening", r));
+      const window = ask(path, '{"seconds": 0.2}\n{"seconds": "ignored"}\n');
+      await new Promise((r) => setTimeout(r, 50));
+      hv.log("inside the window");
+      const answer = JSON.parse(await window) as { traceEvents: { cat?: string; args?: { text?: string } }[] };
+      expect(answer.traceEvents.some((e) => e.args?.text?.includes("inside the window"))).toBe(true);
+      // Outside a window nothing is kept (the host was started without --trace).
+      hv.log("after the window");
+      expect(hv.trace.records).toEqual([]);
+      expect(JSON.parse(await ask(path, '{"seconds": 0}\n'))).toEqual({ error: 'trace request needs "seconds", a number from 0 to 3600' });
+      expect(JSON.parse(await ask(path, "x".repeat(5000)))).toEqual({ error: "trace request too long" });
+    } finally {
+      server.close();
+    }
+  });
+
+  it("reports a socket it cannot listen on to onError instead of crashing the host", async () => {
+    const failed = await new Promise<Error>((resolve) => serveTrace(new Hypervisor({ frames: 256 }), join(dir, "no", "such", "dir", "trace.sock"), false, resolve));
+    expect(failed.message).toMatch(/^listen E[A-Z]+: .*no\/such\/dir\/trace\.sock$/);
   });
 });

@@ -44,7 +44,6 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import * as t from "io-ts";
-import { PathReporter } from "io-ts/lib/PathReporter.js";
 
 const Nat = t.refinement(t.number, (n) => Number.isInteger(n) && n >= 0, "NonNegativeInteger");
 const Pos = t.refinement(t.number, (n) => Number.isInteger(n) && n > 0, "PositiveInteger");
@@ -92,10 +91,8 @@ export const CreateRequest = t.type({
 /** A domain to create. */
 export type CreateRequest = t.TypeOf<typeof CreateRequest>;
 
-/** Every operation, with its arguments. */
-export const Request = t.intersection([
-  t.type({ id: Nat }),
-  t.union([
+/** Each operation (or family of operations) with its arguments. */
+const OPERATIONS = [
     t.type({ op: t.literal("list"), args: t.type({}) }),
     t.type({ op: t.literal("create"), args: t.type({ config: CreateRequest, paused: t.boolean }) }),
     t.type({ op: t.keyof({ destroy: null, pause: null, unpause: null }), args: t.type({ domain: DomainRef }) }),
@@ -110,9 +107,11 @@ export const Request = t.intersection([
     t.type({ op: t.literal("block-detach"), args: t.type({ domain: DomainRef, vdev: t.string }) }),
     t.type({ op: t.literal("network-attach"), args: t.type({ domain: DomainRef, vif: VifRequest }) }),
     t.type({ op: t.literal("network-detach"), args: t.type({ domain: DomainRef, devid: Nat }) }),
-    t.type({ op: t.keyof({ "block-list": null, "network-list": null }), args: t.type({ domain: DomainRef }) }),
-  ]),
-]);
+  t.type({ op: t.keyof({ "block-list": null, "network-list": null }), args: t.type({ domain: DomainRef }) }),
+] as const;
+
+/** Every operation, with its arguments. */
+export const Request = t.intersection([t.type({ id: Nat }), t.union([...OPERATIONS])]);
 /** A request line. */
 export type Request = t.TypeOf<typeof Request>;
 
@@ -384,13 +383,47 @@ export function decodeRequest(line: string): E.Either<{ readonly id: number; rea
   } catch (e) {
     return E.left({ id: 0, error: `control request is not JSON: ${(e as Error).message}` });
   }
-  const id = typeof json === "object" && json !== null && Number.isInteger((json as { id?: unknown }).id) ? ((json as { id: number }).id) : 0;
-  const decoded = Request.decode(json);
+  if (typeof json !== "object" || json === null || Array.isArray(json)) return E.left({ id: 0, error: `bad control request: expected an object { id, op, args }, got ${brief(json)}` });
+  const { id, op } = json as { id?: unknown; op?: unknown };
+  const replyId = Number.isInteger(id) ? (id as number) : 0;
+  if (typeof op !== "string") return E.left({ id: replyId, error: `bad control request: op: expected an operation name, got ${brief(op)}` });
+  // Decode against the one operation named, so the error is about its arguments, not every other operation's.
+  const operation = OPERATIONS.find((o) => o.props.op.is(op));
+  if (operation === undefined) return E.left({ id: replyId, error: `bad control request ${brief(op, 40)}: unknown operation` });
+  const decoded = t.intersection([t.type({ id: Nat }), operation]).decode(json);
   if (E.isLeft(decoded)) {
-    const op = typeof json === "object" && json !== null ? (json as { op?: unknown }).op : undefined;
-    return E.left({ id, error: `bad control request${typeof op === "string" ? ` "${op}"` : ""}: ${PathReporter.report(decoded).slice(0, 3).join("; ")}` });
+    // A union (a domain is a name or a domid) fails once per member: one problem per path.
+    const problems = new Map(decoded.left.map((e) => [...describeError(e)]));
+    const [path, what] = problems.entries().next().value!;
+    const rest = problems.size === 1 ? "" : ` (and ${problems.size - 1} more)`;
+    return E.left({ id: replyId, error: `bad control request "${op}": ${path}: ${what}${rest}` });
   }
-  return E.right(decoded.right);
+  return E.right(decoded.right as Request);
+}
+
+/** A value in a message: its JSON, a string cut to `max` characters. */
+function brief(value: unknown, max = 60): string {
+  if (value === undefined) return "nothing";
+  if (typeof value === "string") return JSON.stringify(value.length > max ? `${value.slice(0, max)}…` : value);
+  const s = JSON.stringify(value);
+  return s.length > max ? `${s.slice(0, max)}…` : s;
+}
+
+/**
+ * A decoding error as its path and problem: `args.memKiB` and
+ * `expected PositiveInteger, got -1`. The path is the object keys (not the
+ * members of unions and intersections); the type is the one at that path.
+ */
+function describeError(e: t.ValidationError): [string, string] {
+  const isMember = (i: number) => i === 0 || e.context[i - 1]!.type instanceof t.UnionType || e.context[i - 1]!.type instanceof t.IntersectionType;
+  let at = 0;
+  const keys: string[] = [];
+  e.context.forEach((c, i) => {
+    if (isMember(i)) return;
+    keys.push(c.key);
+    at = i;
+  });
+  return [keys.join("."), e.value === undefined ? "missing" : `expected ${e.context[at]!.type.name}, got ${brief(e.value)}`];
 }
 
 /** Encodes a reply as one line. */

@@ -5,7 +5,9 @@
  *
  * `vandal` adds a guest that breaks its TX ring (netback disconnects that
  * vif alone); `crasher` adds one that powers off in the middle of sending;
- * `strayBridge` one whose vif names a bridge dom0 does not have.
+ * `strayBridge` one whose vif names a bridge dom0 does not have: netback
+ * reports it in `hotplug-status`, as `vif-bridge` does, and the group's
+ * creation fails as libxl's does.
  */
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";

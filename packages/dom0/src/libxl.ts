@@ -49,7 +49,7 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
-import { existsSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { createRequire } from "node:module";
 import { hostname, machine, release, version as osVersion } from "node:os";
 import { isAbsolute } from "node:path";
@@ -133,7 +133,7 @@ export interface LibxlOptions {
   readonly log?: (line: string) => void | Promise<void>;
   /** The back ends' counters, for `top`. */
   readonly counters?: DeviceCounterSource;
-  /** How long device removal waits for the back end (default {@link DEVICE_REMOVE_TIMEOUT_NS}). */
+  /** How long device addition and removal wait for the back end (default {@link DEVICE_REMOVE_TIMEOUT_NS}). */
   readonly deviceTimeoutNs?: number;
   /** Asks dom0 to stop the host (every domain destroyed, then dom0 powers off); resolves once the domains are gone. Without it, `hostShutdown` is refused. */
   readonly powerOff?: () => Promise<void>;
@@ -254,6 +254,22 @@ export function resolveKernel(spec: string): E.Either<string, string> {
     if (!existsSync(path)) return E.left(`kernel "${spec}": no such file ${path}`);
   }
   return E.right(url);
+}
+
+/**
+ * Whether dom0 can serve a disk's target: `memory`, or a regular file it can
+ * stat (libxl stats a disk's target before it adds the device:
+ * `Disk vdev=xvdb failed to stat: ...`).
+ */
+export function checkDiskTarget(disk: DiskRequest): E.Either<string, void> {
+  if (disk.target === "memory") return E.right(undefined);
+  try {
+    const st = statSync(disk.target);
+    if (!st.isFile()) return E.left(`disk vdev=${disk.vdev}: ${disk.target} is not a regular file`);
+  } catch (e) {
+    return E.left(`disk vdev=${disk.vdev} failed to stat ${disk.target}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  return E.right(undefined);
 }
 
 /** The problems of a config that can be seen before anything is built (libxl's and xl's checks). */
@@ -475,6 +491,8 @@ export class Libxl {
       for (const d of live) {
         const c = d.config;
         for (const disk of c.disks) {
+          const target = checkDiskTarget(disk);
+          if (E.isLeft(target)) return await fail(`creating ${c.name}: ${target.left}`);
           const dev = vbdDevice(d.domid, disk);
           const added = await addDevice(this.xs, dev)();
           if (E.isLeft(added)) return await fail(`creating ${c.name}: disk ${disk.vdev}: ${added.left.message}`);
@@ -487,6 +505,11 @@ export class Libxl {
           const added = await addDevice(this.xs, dev)();
           if (E.isLeft(added)) return await fail(`creating ${c.name}: vif ${handle}: ${added.left.message}`);
           d.devices.push(dev);
+          // dom0's netback answers now; a driver domain built in this group runs only once the group starts.
+          if (backend === 0) {
+            const up = await this.hotplugDone(dev);
+            if (E.isLeft(up)) return await fail(`creating ${c.name}: vif ${handle}: ${up.left}`);
+          }
         }
         const stop = stopping(c.name);
         if (stop !== undefined) return await fail(stop);
@@ -957,6 +980,8 @@ export class Libxl {
     const devid = vdevToDevid(disk.vdev);
     if (devid === undefined) return E.left(`block-attach ${name}: vdev "${disk.vdev}" is not a xvd/hd/sd name`);
     if (disk.target === "memory" && disk.size === undefined) return E.left(`block-attach ${name}: a memory disk needs a size`);
+    const target = checkDiskTarget(disk);
+    if (E.isLeft(target)) return E.left(`block-attach ${name}: ${target.left}`);
     const present = await this.xs.read(`/local/domain/${domid}/device/vbd/${devid}/state`)();
     if (E.isRight(present) || d.right.devices.some((dev) => dev.type === "vbd" && dev.devid === devid)) return E.left(`block-attach ${name}: it already has a disk ${disk.vdev}`);
     const dev = vbdDevice(domid, disk);
@@ -993,6 +1018,14 @@ export class Libxl {
     const dev = vifDevice(domid, handle, vif, backend.right.domid);
     const added = await addDevice(this.xs, dev)();
     if (E.isLeft(added)) return E.left(`network-attach ${name}: ${added.left.message}`);
+    const up = await this.hotplugDone(dev);
+    if (E.isLeft(up)) {
+      // As libxl does when a hotplug script fails: the device goes again.
+      await removeDevice(this.xs, dev)();
+      await this.backendClosed(devicePaths(dev).backend);
+      await forgetDevice(this.xs, dev)();
+      return E.left(`network-attach ${name}: vif ${handle}: ${up.left}`);
+    }
     d.right.devices.push(dev);
     d.right.config = { ...d.right.config, vifs: [...d.right.config.vifs, { ...vif, mac: dev.frontend!["mac"]! }] };
     return E.right({ domid, name, devid: handle });
@@ -1035,23 +1068,49 @@ export class Libxl {
 
   /** Resolves when the back end at `path` is Closed or gone, or the timeout has passed: true if it closed. */
   private async backendClosed(path: string): Promise<boolean> {
-    const closed = async () => {
+    const closed = await this.awaitNode(`${path}/state`, async () => {
       const s = await this.xs.read(`${path}/state`)();
-      return E.isLeft(s) || Number(s.right) >= XenbusState.Closed;
-    };
-    if (await closed()) return true;
-    const watch = this.xs.watch(`${path}/state`, `libxl-remove-${path}`);
+      return E.isLeft(s) || Number(s.right) >= XenbusState.Closed ? true : undefined;
+    });
+    return closed === true;
+  }
+
+  /**
+   * Waits for a vif's hotplug script (netback's bridge check, in the role of
+   * `vif-bridge`) to report in its back end's `hotplug-status`: `connected`,
+   * or `error` with the reason in `hotplug-error`, as libxl waits before it
+   * calls a device added.
+   */
+  private async hotplugDone(dev: DeviceSpec): Promise<E.Either<string, void>> {
+    const path = devicePaths(dev).backend;
+    const r = await this.awaitNode(`${path}/hotplug-status`, async () => {
+      const s = await this.xs.read(`${path}/hotplug-status`)();
+      if (E.isLeft(s)) return undefined;
+      if (s.right === "connected") return E.right(undefined);
+      if (s.right !== "error") return undefined;
+      const why = await this.xs.read(`${path}/hotplug-error`)();
+      return E.left(`hotplug script failed: ${E.isRight(why) ? why.right : "no reason given"}`);
+    });
+    return r ?? E.left(`the back end in domain ${dev.backendDomid} did not report hotplug-status within ${(this.opts.deviceTimeoutNs ?? DEVICE_REMOVE_TIMEOUT_NS) / 1e9} s`);
+  }
+
+  /** Checks, then on each change of `node` checks again, until `check` answers or the device timeout passes (undefined). */
+  private async awaitNode<T>(node: string, check: () => Promise<T | undefined>): Promise<T | undefined> {
+    const first = await check();
+    if (first !== undefined) return first;
+    const watch = this.xs.watch(node, `libxl-wait-${node}`);
     let timedOut = false;
     const timeout = this.k.sleep(this.opts.deviceTimeoutNs ?? DEVICE_REMOVE_TIMEOUT_NS).then(() => {
       timedOut = true;
-      return false;
+      return undefined;
     });
     const watched = (async () => {
       for await (const _ of watch) {
-        if (timedOut) return false;
-        if (await closed()) return true;
+        if (timedOut) return undefined;
+        const r = await check();
+        if (r !== undefined) return r;
       }
-      return false;
+      return undefined;
     })();
     const r = await Promise.race([watched, timeout]);
     await watch.close();

@@ -12,7 +12,7 @@
  * | `feature-rx-copy` | 1: RX buffers are filled by grant copy |
  * | `feature-rx-flip` | 0: page flipping is not offered |
  * | `feature-split-event-channels` | 1: separate TX and RX event channels are accepted |
- * | `hotplug-status` | `connected`: the vif's bridge exists (what `vif-bridge` reports) |
+ * | `hotplug-status` | `connected`: the vif's bridge exists; else `error`, with `hotplug-error` saying why (what `vif-bridge` reports) |
  *
  * and the toolstack's `mac`, `handle` and `bridge` stay as written. On
  * connect it reads the frontend's `tx-ring-ref`, `rx-ring-ref` and
@@ -111,7 +111,9 @@ export class NetbackDevice extends XenbusBackend {
       "feature-rx-flip": "0",
       "feature-split-event-channels": "1",
     };
+    // What vif-bridge reports: the bridge is there, or why the vif cannot join it.
     if (this.host.bridge(this.bridgeName) !== undefined) features["hotplug-status"] = "connected";
+    else Object.assign(features, { "hotplug-status": "error", "hotplug-error": `Could not find bridge device ${this.bridgeName}` });
     return E.right(features);
   }
 

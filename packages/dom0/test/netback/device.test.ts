@@ -153,7 +153,10 @@ describe("netback's xenbus device", () => {
     expect(logs.join("\n")).toMatch(why);
     expect(held.maps.size + held.ports.size).toBe(0);
     expect(host.held).toEqual({ rings: 0, ports: 0 });
-    if (backend?.["bridge"] === "xenbr9") expect(read(`${BACK}/hotplug-status`)).toBeUndefined();
+    if (backend?.["bridge"] === "xenbr9") {
+      expect(read(`${BACK}/hotplug-status`)).toBe("error");
+      expect(read(`${BACK}/hotplug-error`)).toBe("Could not find bridge device xenbr9");
+    }
     await dev.stop();
   });
 });

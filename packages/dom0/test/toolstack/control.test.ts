@@ -5,9 +5,10 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import { fileURLToPath } from "node:url";
+import { dirname } from "node:path";
 import { describe, expect, it } from "vitest";
 import { SHUTDOWN, XEN_DOMINF } from "@pvkit/abi";
-import { actionFor, checkConfig, defaultMac, dispatch, domainStateString, handleLine, resolveKernel, vbdDevice, vifDevice, type ControlOps, type CreateRequest } from "@pvkit/dom0";
+import { actionFor, checkConfig, checkDiskTarget, defaultMac, dispatch, domainStateString, handleLine, resolveKernel, vbdDevice, vifDevice, type ControlOps, type CreateRequest } from "@pvkit/dom0";
 
 const CONFIG: CreateRequest = {
   name: "web",
@@ -173,6 +174,15 @@ describe("the domain manager's rules", () => {
     for (const url of ["https://example.com/kernel.js", "data:text/javascript,export default 1", "node:fs"]) {
       expect(resolveKernel(url)).toEqual(E.left(`kernel "${url}": only file: URLs, absolute paths and package specifiers are loaded`));
     }
+  });
+
+  it("checks a disk's target as libxl stats it: memory or a regular file", () => {
+    const here = fileURLToPath(import.meta.url);
+    const disk = (target: string) => ({ target, vdev: "xvdb", mode: "w" as const });
+    expect(checkDiskTarget({ ...disk("memory"), size: 1 })).toEqual(E.right(undefined));
+    expect(checkDiskTarget(disk(here))).toEqual(E.right(undefined));
+    expect(checkDiskTarget(disk("/no/such/disk.img"))).toEqual(E.left("disk vdev=xvdb failed to stat /no/such/disk.img: ENOENT"));
+    expect(checkDiskTarget(disk(dirname(here)))).toEqual(E.left(`disk vdev=xvdb: ${dirname(here)} is not a regular file`));
   });
 
   it("makes devices as libxl does: vbds served by dom0, vifs with a MAC in Xen's OUI", () => {

@@ -128,6 +128,8 @@ export class Engine {
   private readonly random: () => number;
   private readonly runners = new Map<Vcpu, VcpuRunner>();
   private readonly pcpuFree: number[];
+  /** Whether pCPU p's free time is an idle wait (for a timer or a ready vCPU), not the end of a slice it ran. */
+  private readonly pcpuIdle: boolean[];
   private running: Vcpu | undefined;
   /** Host I/O in flight (`HostIrqs.hold`): while any is, the engine is not idle. */
   private hostIo = 0;
@@ -145,6 +147,7 @@ export class Engine {
     this.loader = config.loader ?? importKernel;
     this.random = seededRandom(config.seed ?? 1);
     this.pcpuFree = new Array<number>(hv.pcpus).fill(0);
+    this.pcpuIdle = new Array<boolean>(hv.pcpus).fill(false);
     hv.hooks = {
       wake: (v) => {
         // Woken during another vCPU's slice: it may run from that moment of the slice, not before.
@@ -328,6 +331,7 @@ export class Engine {
       if (timer !== undefined && timer <= start) {
         if (opts.until !== undefined && timer > opts.until) return this.finish(opts.until);
         if (await this.reach(timer)) hv.advanceTo(Math.max(timer, hv.now));
+        else this.wakeIdlePcpus();
         continue;
       }
       if (opts.until !== undefined && start > opts.until) return this.finish(opts.until);
@@ -340,10 +344,12 @@ export class Engine {
         ];
         if (later.length > 0) {
           this.pcpuFree[p] = timer === undefined ? Math.min(...later) : Math.min(timer, ...later);
+          this.pcpuIdle[p] = true;
           continue;
         }
         if (timer !== undefined) {
           this.pcpuFree[p] = timer;
+          this.pcpuIdle[p] = true;
           continue;
         }
         if (this.hostIo > 0 && this.mode === "deterministic") {
@@ -361,12 +367,26 @@ export class Engine {
       }
       if (!(await this.reach(start))) {
         this.scheduler.enqueue(v, "preempted"); // outside input came first: plan again
+        this.wakeIdlePcpus();
         continue;
       }
       if (start > hv.now) hv.advanceTo(start);
       const cost = await this.runSlice(v, p);
       this.pcpuFree[p] = start + cost;
+      this.pcpuIdle[p] = false;
     }
+  }
+
+  /**
+   * Outside input arrived before the time a plan waited for: a pCPU that was
+   * only idling until then is free now, so the vCPU the input woke runs at
+   * once rather than at the timer the idle pCPUs were parked on.
+   */
+  private wakeIdlePcpus(): void {
+    const now = this.hv.now;
+    this.pcpuFree.forEach((t, p) => {
+      if (this.pcpuIdle[p] && t > now) this.pcpuFree[p] = now;
+    });
   }
 
   private finish(until: number): StopReason {

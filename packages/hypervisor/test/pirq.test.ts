@@ -78,4 +78,34 @@ describe("host interrupt lines (EVTCHNOP_bind_pirq)", () => {
     expect(hv.now).toBeLessThan(2_000_000_000);
     expect(hv.domains.get(0)!.vcpus[0]!.runstate).not.toBe(RUNSTATE.running);
   });
+
+  it.each([1, 2])("wakes a realtime dom0 on %i pCPU(s) at the interrupt, not at the far timer it armed before blocking", async (pcpus) => {
+    let line = -1;
+    let wokeAt: number | undefined;
+    const TIMER = 10_000_000_000;
+    const { hv, engine } = bootHost({
+      frames: 1024,
+      pcpus,
+      mode: "realtime",
+      dom0: {
+        pages: 64,
+        kernel: async (p) => {
+          const hostIrqs = p.hostIrqs!;
+          line = hostIrqs.alloc();
+          p.memory.page(40 * 4096).setUint32(0, line, true);
+          expect(p.hypercall(HYPERVISOR.event_channel_op, EVTCHNOP.bind_pirq, 40 * 4096)).toBe(0);
+          expect(p.hypercall(HYPERVISOR.set_timer_op, TIMER)).toBe(0); // a timeout, as libxl's device wait arms
+          setTimeout(() => hostIrqs.raise(line), 20);
+          p.hypercall(HYPERVISOR.sched_op, SCHEDOP.block);
+          await p.descheduled();
+          wokeAt = hv.now;
+          expect(p.hypercall(HYPERVISOR.set_timer_op, 0)).toBe(0);
+        },
+      },
+    });
+    await engine.run({ until: 2 * TIMER });
+    // Virtual time follows the wall clock: woken around 20 ms in, far from the timer's 10 s.
+    expect(wokeAt).toBeDefined();
+    expect(wokeAt!).toBeLessThan(TIMER / 2);
+  });
 });

@@ -9,8 +9,11 @@
  * xl create guest.cfg               # the XenStore example's responder
  * xl list                           # Domain-0 and guest
  * xl mem-set guest 1m               # its balloon gives pages back
- * xl block-attach guest disk.img,raw,xvdb,w
- * xl block-list guest
+ * xl trace -o trace.json -t 0.5 & xl block-attach guest disk.img,raw,xvdb,w
+ * xl block-list guest               # until state 4 (Connected)
+ * xenstore-write /local/domain/1/data/command disk   # the guest writes and reads sector 0
+ * xl block-detach guest xvdb
+ * xl network-attach guest bridge=xenbr0; xl network-list guest; xl network-detach guest 0
  * xl create echo.cfg; xl console echo   # type a line, read it back, Ctrl-]
  * xl destroy guest
  * pvkit down
@@ -27,6 +30,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { processAlive } from "@pvkit/xl";
+import { connectXenstoreSocket } from "@pvkit/kernel/xenstore-socket";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 const PVKIT = join(root, "packages/xl/dist/bin/pvkit.js");
@@ -103,13 +107,6 @@ describe.skipIf(skip)("the README's shell session, with the real commands", () =
     // xl create
     expect(await xl("create", "guest.cfg")).toEqual({ code: 0, stdout: "", stderr: "Parsing config from guest.cfg\n" });
 
-    // xl trace: a window of the hypervisor's trace as Chrome trace JSON, with the guest's hypercalls in it.
-    const traced = await xl("trace", "-o", "trace.json", "-t", "0.3");
-    expect(traced.code).toBe(0);
-    const events = (JSON.parse(readFileSync(join(dir, "trace.json"), "utf8")) as { traceEvents: { ph: string; cat?: string }[] }).traceEvents;
-    expect(events.some((e) => e.ph === "M")).toBe(true); // the process names Perfetto shows; an idle guest may add nothing else
-    expect(traced.stderr).toMatch(/^Wrote \d+ trace events to trace.json\n$/);
-
     // xl list: Domain-0 and the guest, in xl's columns.
     const list = await xl("list");
     expect(list.code).toBe(0);
@@ -122,12 +119,80 @@ describe.skipIf(skip)("the README's shell session, with the real commands", () =
     expect(await xl("mem-set", "guest", "1m")).toEqual({ code: 0, stdout: "", stderr: "" });
     await eventually(async () => / {5}1 {5}1 {5}1 {5}/.test((await xl("list", "guest")).stdout), 10_000, "the guest to balloon down to 1 MiB");
 
-    // xl block-attach, then block-list shows it (xvdb: 202 << 8 | 16).
+    // xl trace over a window with activity in it: the guest's blkfront connecting the disk attached meanwhile.
+    const tracing = xl("trace", "-o", "trace.json", "-t", "0.5");
+    await new Promise((r) => setTimeout(r, 100));
+    // xl block-attach: the guest's hotplug watch opens a blkfront, which connects with blkback (xvdb: 202 << 8 | 16).
     expect(await xl("block-attach", "guest", `${join(dir, "disk.img")},raw,xvdb,w`)).toEqual({ code: 0, stdout: "", stderr: "" });
-    const blocks = await xl("block-list", "guest");
-    expect(blocks.code).toBe(0);
-    expect(blocks.stdout.split("\n")[0]).toBe("Vdev  BE  handle state evt-ch ring-ref BE-path                       ");
-    expect(blocks.stdout.split("\n")[1]).toMatch(/^51728 0 {3}1 {6}\d +-?\d+ +-?\d+ +\/local\/domain\/0\/backend\/vbd\/1\/51728/);
+    const traced = await tracing;
+    expect(traced.code).toBe(0);
+    expect(traced.stderr).toMatch(/^Wrote \d+ trace events to trace.json\n$/);
+    const events = (JSON.parse(readFileSync(join(dir, "trace.json"), "utf8")) as { traceEvents: { ph: string; cat?: string; name?: string }[] }).traceEvents;
+    expect(events.some((e) => e.ph === "M")).toBe(true); // the process names Perfetto shows
+    expect(events.filter((e) => e.ph !== "M").length).toBeGreaterThan(0); // and what happened: hypercalls, events, schedules
+
+    // xl block-list, until the xenbus handshake is done: state 4 (Connected), a real event channel and ring ref.
+    let blockRow: string[] = [];
+    await eventually(
+      async () => {
+        const blocks = await xl("block-list", "guest");
+        expect(blocks.code).toBe(0);
+        expect(blocks.stdout.split("\n")[0]).toBe("Vdev  BE  handle state evt-ch ring-ref BE-path                       ");
+        blockRow = (blocks.stdout.split("\n")[1] ?? "").trim().split(/\s+/);
+        return blockRow[3] === "4";
+      },
+      20_000,
+      "xvdb to connect",
+    );
+    expect(blockRow).toEqual(["51728", "0", "1", "4", expect.stringMatching(/^\d+$/), expect.stringMatching(/^\d+$/), "/local/domain/0/backend/vbd/1/51728"]);
+    expect(Number(blockRow[4])).toBeGreaterThan(0);
+
+    // The guest does I/O on it: asked through XenStore, it writes sector 0 and reads it back.
+    const xs = await connectXenstoreSocket(join(runDir, "xenstored", "socket"));
+    const ask = async (cmd: string): Promise<string> => {
+      await xs.rm("/local/domain/1/data/reply")();
+      await xs.write("/local/domain/1/data/command", cmd)();
+      let reply = "";
+      await eventually(
+        async () => {
+          const r = await xs.read("/local/domain/1/data/reply")();
+          if (r._tag === "Right") reply = r.right;
+          return r._tag === "Right";
+        },
+        20_000,
+        `the guest to answer "${cmd}"`,
+      );
+      return reply;
+    };
+    try {
+      expect(await ask("disk")).toBe("xvdb: 4 MiB, wrote and read sector 0: ok");
+      expect(readFileSync(join(dir, "disk.img")).subarray(0, 512).some((b) => b !== 0)).toBe(true); // it reached the image file
+
+      // xl block-detach: both ends close, the device is gone.
+      expect(await xl("block-detach", "guest", "xvdb")).toEqual({ code: 0, stdout: "", stderr: "" });
+      expect((await xl("block-list", "guest")).stdout).toBe("Vdev  BE  handle state evt-ch ring-ref BE-path                       \n");
+      expect(await ask("disk")).toBe("no disks");
+
+      // xl network-attach: the guest's netfront connects with netback; network-list shows state 4; network-detach removes it.
+      expect(await xl("network-attach", "guest", "bridge=xenbr0")).toEqual({ code: 0, stdout: "", stderr: "" });
+      let nicRow: string[] = [];
+      await eventually(
+        async () => {
+          const nics = await xl("network-list", "guest");
+          expect(nics.code).toBe(0);
+          nicRow = (nics.stdout.split("\n")[1] ?? "").trim().split(/\s+/);
+          return nicRow[4] === "4";
+        },
+        20_000,
+        "the vif to connect",
+      );
+      expect(nicRow).toEqual(["0", "0", expect.stringMatching(/^00:16:3e:/), "0", "4", expect.stringMatching(/^\d+$/), expect.stringMatching(/^\d+\/\d+$/), "/local/domain/0/backend/vif/1/0"]);
+      expect(Number(nicRow[5])).toBeGreaterThan(0);
+      expect(await xl("network-detach", "guest", "0")).toEqual({ code: 0, stdout: "", stderr: "" });
+      expect((await xl("network-list", "guest")).stdout.split("\n").filter((l) => l !== "")).toHaveLength(1); // the header only
+    } finally {
+      xs.close();
+    }
 
     // xl console, piped: read the guest's greeting, type a line, read the answer, detach with Ctrl-].
     expect((await xl("create", "echo.cfg")).code).toBe(0);
@@ -169,12 +234,15 @@ describe.skipIf(skip)("the README's shell session, with the real commands", () =
     const log = readFileSync(join(runDir, "pvkit.log"), "utf8");
     expect(log).toContain("dom0: started guest as domain 1");
     expect(log).toContain("[echo] > HELLO, CONSOLE");
+    expect(log).toContain("[guest] guest: xvdb connected, 4 MiB");
+    expect(log).toContain("[guest] guest: vbd 51728 removed");
+    expect(log).toContain("[guest] guest: vif 0 removed");
     expect(log).toContain("pvkit: host stopped: dom0 powered off");
 
     // And now no host answers.
     expect(await xl("list")).toMatchObject({ code: 1, stderr: expect.stringMatching(/^no pvkit host is running: there is no control socket at /) });
     expect(await pvkit("down")).toMatchObject({ code: 1, stderr: `pvkit down: no pvkit host is running in ${runDir}\n` });
-  }, 120_000);
+  }, 180_000);
 
   it("a host in the foreground shuts down cleanly on SIGTERM, as on Ctrl-C", async () => {
     const child = spawn(process.execPath, [PVKIT, "up", "--run-dir", "fg"], { cwd: dir, env, stdio: ["ignore", "pipe", "pipe"] });

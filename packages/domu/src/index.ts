@@ -9,3 +9,4 @@ export { hello } from "./hello.js";
 export * from "./net/index.js";
 export * from "./netfront/index.js";
 export * from "./blkfront/index.js";
+export * from "./hotplug.js";

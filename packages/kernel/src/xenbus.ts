@@ -828,6 +828,50 @@ export abstract class XenbusBackend extends XenbusDevice {
   }
 }
 
+/** A directory being followed: see {@link followDirectory}. */
+export interface DirectoryFollower {
+  /** Stops following: unwatches, and waits for a pass in progress to end. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Follows a XenStore directory the way Linux's xenbus probes one: a watch
+ * on `path` (whose registration event makes the first pass), and `pass`
+ * run after every event, one pass at a time; events during a pass make one
+ * more pass after it, not one each. A refused watch ends the following.
+ */
+export function followDirectory(xs: XsClient, path: string, pass: () => Promise<void>, token?: string): DirectoryFollower {
+  const watch = xs.watch(path, token);
+  let running: Promise<void> | undefined;
+  let again = false;
+  let stopped = false;
+  const rescan = () => {
+    again = true;
+    if (running !== undefined || stopped) return;
+    running = (async () => {
+      while (again && !stopped) {
+        again = false;
+        await pass();
+      }
+      running = undefined;
+    })();
+  };
+  void (async () => {
+    try {
+      for await (const _ of watch) rescan();
+    } catch {
+      // the watch was refused or the connection closed: nothing more to follow
+    }
+  })();
+  return {
+    stop: async () => {
+      stopped = true;
+      await watch.close();
+      while (running !== undefined) await running;
+    },
+  };
+}
+
 /**
  * Creates a device for every directory that appears under a root
  * (`device/<type>` for frontends, `backend/<type>` for backends), as Linux's
@@ -840,9 +884,7 @@ export abstract class DeviceBus<D extends XenbusDevice> {
   readonly devices = new Map<string, D>();
   /** Directories seen: the device made for each, or `"skipped"`. */
   private readonly known = new Map<string, D | "skipped">();
-  private watch: XsWatch | undefined;
-  private scanning: Promise<void> | undefined;
-  private again = false;
+  private follower: DirectoryFollower | undefined;
   private stopped = false;
 
   /**
@@ -862,27 +904,7 @@ export abstract class DeviceBus<D extends XenbusDevice> {
 
   /** Watches the root and makes devices for what is there and what appears. */
   start(): void {
-    const w = this.xs.watch(this.root);
-    this.watch = w;
-    void (async () => {
-      try {
-        for await (const _ of w) this.rescan();
-      } catch {
-        // the watch was refused: nothing to follow
-      }
-    })();
-  }
-
-  private rescan(): void {
-    this.again = true;
-    if (this.scanning !== undefined || this.stopped) return;
-    this.scanning = (async () => {
-      while (this.again && !this.stopped) {
-        this.again = false;
-        await this.scan();
-      }
-      this.scanning = undefined;
-    })();
+    this.follower = followDirectory(this.xs, this.root, () => this.scan());
   }
 
   private async scan(): Promise<void> {
@@ -911,8 +933,7 @@ export abstract class DeviceBus<D extends XenbusDevice> {
   /** Stops watching and stops every device (without changing their states). */
   async stop(): Promise<void> {
     this.stopped = true;
-    await this.watch?.close();
-    while (this.scanning !== undefined) await this.scanning;
+    await this.follower?.stop();
     await Promise.all([...this.devices.values()].map((d) => d.stop()));
   }
 }

@@ -2,8 +2,10 @@
  * The control socket end to end: a realtime host whose dom0 serves
  * control.sock, xenstored and the consoles from a temporary run directory,
  * and a client speaking the control protocol over node:net, as `xl` does.
- * Domains are the XenStore example's responder guest, which stays up and
- * honours `control/shutdown`.
+ * Domains are the XenStore example's responder guest, which stays up,
+ * honours `control/shutdown`, connects the devices hotplugged into it and
+ * answers commands written to its `data/command` (here through xenstored's
+ * socket).
  *
  * The dom0 and guest kernels load from the build (`tsc -b`), as on a host.
  */
@@ -13,7 +15,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { bootHost, checkInvariants, type Engine, type Hypervisor } from "@pvkit/hypervisor";
-import { MAX_CONTROL_LINE, type CreateRequest, type DomainSummary, type Reply } from "@pvkit/dom0";
+import { MAX_CONTROL_LINE, type TopEntry, type BlockDeviceSummary, type CreateRequest, type DomainSummary, type NetworkDeviceSummary, type Reply } from "@pvkit/dom0";
+import { connectXenstoreSocket } from "@pvkit/kernel/xenstore-socket";
 import { examplesBuilt } from "../../../../examples/built.js";
 
 const skip = !examplesBuilt && !process.env["CI"];
@@ -88,6 +91,7 @@ describe.skipIf(skip)("xl's control socket on a realtime host", () => {
   let engine: Engine;
   let running: Promise<string>;
   let xl: Client;
+  let xs: Awaited<ReturnType<typeof connectXenstoreSocket>> | undefined;
   let guest: string;
 
   const config = (name: string, more: Partial<CreateRequest> = {}): CreateRequest => ({
@@ -109,6 +113,32 @@ describe.skipIf(skip)("xl's control socket on a realtime host", () => {
   });
   const list = () => xl.ok<DomainSummary[]>("list");
   const find = async (name: string) => (await list()).find((d) => d.name === name);
+  /**
+   * Polls `get` every 20 ms until `ok` holds of its result (within `ms`); returns the last result.
+   * Generous: after a detach, libxl's 10 s removal timer stays armed, and the realtime engine may
+   * not serve outside input until it fires (see the hotplug tests).
+   */
+  const until = async <T>(get: () => Promise<T>, ok: (t: T) => boolean, ms = 20_000): Promise<T> => {
+    const deadline = Date.now() + ms;
+    let last = await get();
+    while (!ok(last) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+      last = await get();
+    }
+    return last;
+  };
+  const connected = (d: { state: number; backendState: number; eventChannel: number }) => d.state === 4 && d.backendState === 4 && d.eventChannel > 0;
+  /** Writes a command to the responder's `data/command` and returns its reply. */
+  const command = async (domid: number, cmd: string): Promise<string> => {
+    await xs!.rm(`/local/domain/${domid}/data/reply`)();
+    await xs!.write(`/local/domain/${domid}/data/command`, cmd)();
+    const reply = await until(
+      () => xs!.read(`/local/domain/${domid}/data/reply`)(),
+      (r) => r._tag === "Right",
+    );
+    return reply._tag === "Right" ? reply.right : `no reply: ${reply.left.message}`;
+  };
+  const exists = async (path: string) => (await xs!.read(path)())._tag === "Right";
 
   beforeAll(async () => {
     const { kernelUrl } = await import("../../../../examples/dist/support.js");
@@ -122,6 +152,7 @@ describe.skipIf(skip)("xl's control socket on a realtime host", () => {
   }, 60_000);
 
   afterAll(() => {
+    if (xs !== undefined && !xs.closed) xs.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -244,29 +275,86 @@ describe.skipIf(skip)("xl's control socket on a realtime host", () => {
     expect(existsSync(c.socket)).toBe(true);
   });
 
-  it("block-attach, block-list and block-detach hotplug a disk", async () => {
+  it("block-attach hotplugs a disk the guest connects and uses; block-detach closes it", async () => {
+    xs = await connectXenstoreSocket(join(dir, "xenstored.sock"));
     expect(await xl.ok("block-attach", { domain: "web", disk: { target: "memory", vdev: "xvdb", mode: "w", size: 1 } })).toEqual({ domid: 1, name: "web", devid: 51728 });
     expect(await xl.fails("block-attach", { domain: "web", disk: { target: "memory", vdev: "xvdb", mode: "w", size: 1 } })).toMatch(/already has a disk xvdb/);
-    const disks = await xl.ok<{ vdev: string; backendDomid: number; backendPath: string; target: string; mode: string }[]>("block-list", { domain: "web" });
-    expect(disks).toEqual([expect.objectContaining({ devid: 51728, vdev: "xvdb", backendDomid: 0, backendPath: "/local/domain/0/backend/vbd/1/51728", target: "memory", mode: "w" })]);
+    // The guest's blkfront and dom0's blkback walk the xenbus handshake to Connected on both ends.
+    const disks = await until(
+      () => xl.ok<BlockDeviceSummary[]>("block-list", { domain: "web" }),
+      (ds) => ds.length === 1 && connected(ds[0]!),
+    );
+    expect(disks).toEqual([expect.objectContaining({ devid: 51728, vdev: "xvdb", backendDomid: 0, state: 4, backendState: 4, backendPath: "/local/domain/0/backend/vbd/1/51728", target: "memory", mode: "w" })]);
+    expect(disks[0]!.eventChannel).toBeGreaterThan(0);
+    expect(disks[0]!.ringRef).toBeGreaterThanOrEqual(0);
     expect((await find("web"))!.config!.disks).toEqual([{ target: "memory", vdev: "xvdb", mode: "w", size: 1 }]);
+    // The guest does I/O on it: writes sector 0 and reads it back.
+    expect(await command(1, "disk")).toBe("xvdb: 1 MiB, wrote and read sector 0: ok");
+    // blkback counted that I/O: xl top's VBD columns (the guest's probe reads may add to the reads).
+    const web = (await xl.ok<TopEntry[]>("top")).find((t) => t.name === "web")!;
+    expect(web).toMatchObject({ vbds: 1, vbd: { wrReq: 1, wrSect: 1, errors: 0 }, vbdDevices: [expect.objectContaining({ devid: 51728, wrReq: 1 })] });
+    expect(web.vbd.rdReq).toBeGreaterThanOrEqual(1);
+
+    // Detach: the back end closes, the front end follows, both directories go, well within libxl's 10 s timeout.
+    const started = Date.now();
     await xl.ok("block-detach", { domain: "web", vdev: "xvdb" });
+    expect(Date.now() - started).toBeLessThan(5_000);
     expect(await xl.ok("block-list", { domain: "web" })).toEqual([]);
     expect((await find("web"))!.config!.disks).toEqual([]);
-  }, 30_000);
+    expect(await exists("/local/domain/1/device/vbd/51728")).toBe(false);
+    expect(await exists("/local/domain/0/backend/vbd/1/51728")).toBe(false);
+    expect(await command(1, "disk")).toBe("no disks");
+    // A file dom0 cannot stat is refused before anything is written, as libxl refuses it.
+    expect(await xl.fails("block-attach", { domain: "web", disk: { target: join(dir, "no-such.img"), vdev: "xvdc", mode: "w" } })).toBe(`block-attach web: disk vdev=xvdc failed to stat ${join(dir, "no-such.img")}: ENOENT`);
+    expect(await exists("/local/domain/1/device/vbd/51744")).toBe(false);
+    expect(hv.console.some((l) => l.includes("web: xvdb connected, 1 MiB"))).toBe(true);
+    expect(hv.console.some((l) => l.includes("web: vbd 51728 removed"))).toBe(true);
 
-  it("network-attach, network-list and network-detach hotplug a vif", async () => {
+    // Attached again under the same name, it connects again.
+    await xl.ok("block-attach", { domain: "web", disk: { target: "memory", vdev: "xvdb", mode: "w", size: 2 } });
+    expect(connected((await until(() => xl.ok<BlockDeviceSummary[]>("block-list", { domain: "web" }), (ds) => ds.length === 1 && connected(ds[0]!)))[0]!)).toBe(true);
+    expect(await command(1, "disk")).toBe("xvdb: 2 MiB, wrote and read sector 0: ok");
+    await xl.ok("block-detach", { domain: "web", vdev: "xvdb" });
+    expect(await xl.ok("block-list", { domain: "web" })).toEqual([]);
+    xs!.close();
+  }, 60_000);
+
+  it("network-attach hotplugs vifs the guest connects; network-detach closes one", async () => {
+    xs = await connectXenstoreSocket(join(dir, "xenstored.sock"));
     expect(await xl.ok("network-attach", { domain: "web", vif: {} })).toEqual({ domid: 1, name: "web", devid: 0 });
     expect(await xl.ok("network-attach", { domain: "web", vif: { mac: "00:16:3e:aa:bb:cc" } })).toEqual({ domid: 1, name: "web", devid: 1 });
-    const vifs = await xl.ok<{ devid: number; mac: string; bridge: string }[]>("network-list", { domain: "web" });
-    expect(vifs.map((v) => [v.devid, v.mac, v.bridge])).toEqual([
-      [0, "00:16:3e:00:01:00", "xenbr0"],
-      [1, "00:16:3e:aa:bb:cc", "xenbr0"],
+    const vifs = await until(
+      () => xl.ok<NetworkDeviceSummary[]>("network-list", { domain: "web" }),
+      (vs) => vs.length === 2 && vs.every(connected),
+    );
+    expect(vifs.map((v) => [v.devid, v.mac, v.bridge, v.state, v.backendState])).toEqual([
+      [0, "00:16:3e:00:01:00", "xenbr0", 4, 4],
+      [1, "00:16:3e:aa:bb:cc", "xenbr0", 4, 4],
     ]);
+    for (const v of vifs) {
+      expect(v.eventChannel).toBeGreaterThan(0);
+      expect(v.txRingRef).toBeGreaterThanOrEqual(0);
+      expect(v.rxRingRef).toBeGreaterThanOrEqual(0);
+    }
+    const started = Date.now();
     await xl.ok("network-detach", { domain: "web", devid: 0 });
+    expect(Date.now() - started).toBeLessThan(5_000);
     expect((await xl.ok<{ devid: number }[]>("network-list", { domain: "web" })).map((v) => v.devid)).toEqual([1]);
+    expect(await exists("/local/domain/1/device/vif/0")).toBe(false);
+    expect(await exists("/local/domain/0/backend/vif/1/0")).toBe(false);
     expect(await xl.fails("network-detach", { domain: "web", devid: 7 })).toMatch(/has no vif 7/);
-  }, 30_000);
+    // A bridge netback does not have: its hotplug-status says so, and the vif goes again.
+    expect(await xl.fails("network-attach", { domain: "web", vif: { bridge: "xenbr9" } })).toBe("network-attach web: vif 2: hotplug script failed: Could not find bridge device xenbr9");
+    expect((await xl.ok<{ devid: number }[]>("network-list", { domain: "web" })).map((v) => v.devid)).toEqual([1]);
+    expect(await exists("/local/domain/1/device/vif/2")).toBe(false);
+    expect(await exists("/local/domain/0/backend/vif/1/2")).toBe(false);
+    expect((await find("web"))!.config!.vifs).toHaveLength(1);
+    expect(hv.console.some((l) => l.includes("web: vif 1 connected, mac 00:16:3e:aa:bb:cc"))).toBe(true);
+    await until(async () => hv.console.some((l) => l.includes("web: vif 0 removed")), (ok) => ok);
+    expect(hv.console.some((l) => l.includes("web: vif 0 removed"))).toBe(true);
+    // vif 1 stays connected: the guest's shutdown below takes it down with the domain.
+    xs!.close();
+  }, 60_000);
 
   it("shutdown -w answers once the guest has powered off and been destroyed", async () => {
     expect(await xl.ok("shutdown", { domain: "web", wait: true })).toEqual({ domid: 1, name: "web", reason: "poweroff", action: "destroy" });

@@ -34,7 +34,7 @@ import * as E from "fp-ts/lib/Either.js";
 import { bootHost, toChromeTrace, type Engine, type Hypervisor } from "@pvkit/hypervisor";
 import { XsClient, type XsTransport } from "@pvkit/kernel";
 import { ControlClient, ControlError } from "./control-client.js";
-import type { HostConfig } from "./host-config.js";
+import { DEFAULT_HOST_CONFIG, type HostConfig } from "./host-config.js";
 
 const require = createRequire(import.meta.url);
 
@@ -66,6 +66,8 @@ export interface HostPaths {
   readonly consoleDir: string;
   /** `trace.sock`: the hypervisor's trace, served by the host process (`xl trace`). */
   readonly traceSocket: string;
+  /** `host.json`: the host's configuration as it runs, every default applied (what `pvkit down` reads its patience from). */
+  readonly configFile: string;
 }
 
 /** The run directory: `explicit` (`--run-dir`), else `$PVKIT_RUN_DIR`, else {@link DEFAULT_RUN_DIR}; absolute, from `cwd`. */
@@ -85,6 +87,7 @@ export function hostPaths(runDir: string): HostPaths {
     xenstoredSocket: join(dir, "xenstored", "socket"),
     consoleDir: join(dir, "console"),
     traceSocket: join(dir, "trace.sock"),
+    configFile: join(dir, "host.json"),
   };
 }
 
@@ -143,7 +146,7 @@ export function livePid(paths: HostPaths): number | undefined {
 
 /** Removes what a host that is gone left in its run directory: pid file and sockets. The log stays. */
 export function clearStale(paths: HostPaths): void {
-  for (const p of [paths.pidFile, paths.controlSocket]) rmSync(p, { force: true });
+  for (const p of [paths.pidFile, paths.controlSocket, paths.configFile]) rmSync(p, { force: true });
   for (const d of [dirname(paths.xenstoredSocket), paths.consoleDir]) rmSync(d, { recursive: true, force: true });
 }
 
@@ -224,8 +227,10 @@ export interface RunningHost {
   /**
    * Asks dom0 to shut the host down (`host-shutdown` on the control socket;
    * if that socket does not answer, `poweroff` through XenStore) and waits
-   * for it; after `timeoutMs` (default 60 s) the engine is stopped where it
-   * is. Calling it again while it waits stops the engine at once.
+   * for it; after `timeoutMs` (default: the config's `shutdownTimeout` for
+   * the guests, plus {@link HOST_STOP_MARGIN_MS} for dom0) the engine is
+   * stopped where it is. Calling it again while it waits stops the engine
+   * at once.
    */
   shutdown(timeoutMs?: number): Promise<HostExit>;
 }
@@ -317,6 +322,7 @@ export function startHost(options: HostOptions): RunningHost {
   const { config } = options;
   const output = options.output ?? (() => {});
   claimRunDir(paths);
+  writeFileSync(paths.configFile, `${JSON.stringify(config, null, 2)}\n`);
   let hv: Hypervisor;
   let engine: Engine;
   try {
@@ -366,14 +372,15 @@ export function startHost(options: HostOptions): RunningHost {
     });
 
   let asked: Promise<HostExit> | undefined;
-  const shutdown = (timeoutMs = 60_000): Promise<HostExit> => {
+  const shutdown = (timeoutMs = config.shutdownTimeout * 1000 + HOST_STOP_MARGIN_MS): Promise<HostExit> => {
     if (asked !== undefined) {
       engine.stop();
       return asked;
     }
     asked = (async () => {
       try {
-        await requestHostShutdown(paths);
+        // dom0 answers host-shutdown once its guests are gone: as long as they may take.
+        await requestHostShutdown(paths, timeoutMs);
       } catch (e) {
         output(`pvkit: ${e instanceof Error ? e.message : String(e)}; stopping the engine`);
         engine.stop();
@@ -391,6 +398,25 @@ export function startHost(options: HostOptions): RunningHost {
     return asked;
   };
   return { paths, hv, engine, exited, shutdown };
+}
+
+/** Time a stopping dom0 has, beyond its guests' `shutdownTimeout`, to tear down and power off. */
+export const HOST_STOP_MARGIN_MS = 30_000;
+
+/**
+ * How long stopping the host of `paths` may take: its guests'
+ * `shutdownTimeout` (from the run directory's `host.json`, else the
+ * default) plus {@link HOST_STOP_MARGIN_MS}.
+ */
+export function hostStopPatienceMs(paths: HostPaths): number {
+  let seconds = DEFAULT_HOST_CONFIG.shutdownTimeout;
+  try {
+    const running = JSON.parse(readFileSync(paths.configFile, "utf8")) as { shutdownTimeout?: unknown };
+    if (typeof running.shutdownTimeout === "number" && running.shutdownTimeout >= 0) seconds = running.shutdownTimeout;
+  } catch {
+    // no file (a host from an older pvkit) or not JSON: the default
+  }
+  return seconds * 1000 + HOST_STOP_MARGIN_MS;
 }
 
 /** Longest trace window `xl trace` may ask for, in seconds. */

@@ -15,7 +15,7 @@ import * as E from "fp-ts/lib/Either.js";
 import { afterAll, describe, expect, it } from "vitest";
 import { parseManifest } from "@pvkit/dom0";
 import { Hypervisor } from "@pvkit/hypervisor";
-import { claimRunDir, DEFAULT_RUN_DIR, hostManifest, hostPaths, HostError, livePid, pvkitMain, resolveRunDir, serveTrace, DEFAULT_HOST_CONFIG, type PvkitIo } from "@pvkit/xl";
+import { claimRunDir, DEFAULT_RUN_DIR, hostManifest, hostPaths, hostStopPatienceMs, HOST_STOP_MARGIN_MS, HostError, livePid, pvkitMain, resolveRunDir, serveTrace, DEFAULT_HOST_CONFIG, type PvkitIo } from "@pvkit/xl";
 
 const dir = mkdtempSync(join(tmpdir(), "pvkit-host-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -56,6 +56,7 @@ describe("the run directory", () => {
       xenstoredSocket: "/run/pv/xenstored/socket",
       consoleDir: "/run/pv/console",
       traceSocket: "/run/pv/trace.sock",
+      configFile: "/run/pv/host.json",
     });
     expect(hostManifest(paths, DEFAULT_HOST_CONFIG)).toEqual({
       domains: [],
@@ -67,6 +68,16 @@ describe("the run directory", () => {
     });
     // dom0 reads it as a boot manifest.
     expect(E.isRight(parseManifest(new TextEncoder().encode(JSON.stringify(hostManifest(paths, DEFAULT_HOST_CONFIG)))))).toBe(true);
+  });
+
+  it("tells pvkit down how long the host may take to stop: its guests' shutdownTimeout, plus dom0's margin", () => {
+    const paths = hostPaths(join(dir, "patience"));
+    mkdirSync(paths.runDir, { recursive: true });
+    expect(hostStopPatienceMs(paths)).toBe(DEFAULT_HOST_CONFIG.shutdownTimeout * 1000 + HOST_STOP_MARGIN_MS);
+    writeFileSync(paths.configFile, JSON.stringify({ ...DEFAULT_HOST_CONFIG, shutdownTimeout: 600 }));
+    expect(hostStopPatienceMs(paths)).toBe(600_000 + HOST_STOP_MARGIN_MS);
+    writeFileSync(paths.configFile, "not json");
+    expect(hostStopPatienceMs(paths)).toBe(DEFAULT_HOST_CONFIG.shutdownTimeout * 1000 + HOST_STOP_MARGIN_MS);
   });
 
   it("is claimed with a pid file; a stale one (its process gone) is cleared with the sockets it left", () => {

@@ -24,7 +24,7 @@ import { resolve } from "node:path";
 import * as E from "fp-ts/lib/Either.js";
 import { ControlClient, ControlError } from "../control-client.js";
 import { DEFAULT_HOST_CONFIG, parseHostConfig, type HostConfig } from "../host-config.js";
-import { clearStale, HostError, hostPaths, livePid, readPidFile, resolveRunDir, startHost, waitForExit, type HostPaths, type RunningHost } from "../host.js";
+import { clearStale, HostError, hostPaths, hostStopPatienceMs, livePid, readPidFile, resolveRunDir, startHost, waitForExit, type HostPaths, type RunningHost } from "../host.js";
 import { getopt, hasOption, optionValue, type OptionSpec } from "./args.js";
 import { CliError, usageError, type CliIo } from "./io.js";
 
@@ -46,9 +46,9 @@ Commands:
                  and prints its pid once its control socket answers.
   down [--run-dir DIR] [--timeout SECONDS]
                  Shut down the host of the run directory and wait for it to
-                 exit (default 60 s). dom0 first asks each guest to power off
-                 and destroys those still running after the host config's
-                 shutdownTimeout (default 30 s).
+                 exit (default: the host's shutdownTimeout plus 30 s). dom0
+                 first asks each guest to power off and destroys those still
+                 running after the host config's shutdownTimeout (default 30 s).
   help           Print this help.
 
 The run directory is --run-dir, else $PVKIT_RUN_DIR, else ./.pvkit/run.
@@ -166,13 +166,15 @@ async function down(io: PvkitIo, paths: HostPaths, timeoutMs: number): Promise<n
     throw new CliError(`pvkit down: no pvkit host is running in ${paths.runDir}${stale === undefined ? "" : ` (removed the stale pid file of process ${stale})`}`);
   }
   io.stderr.write(`Shutting down the pvkit host (pid ${pid}) in ${paths.runDir}\n`);
+  const deadline = Date.now() + timeoutMs;
   let client: ControlClient | undefined;
   try {
     client = await ControlClient.connect(paths.controlSocket, { timeoutMs: 5000 });
     await client.request("host-shutdown", {}, { timeoutMs });
   } catch (e) {
     if (e instanceof ControlError && e.kind === "refused") throw new CliError(`pvkit down: dom0 refused: ${e.message}`);
-    if (!(e instanceof ControlError && e.kind === "closed")) {
+    // dom0 has the request (it closed on its way down, or is still waiting for its guests): wait for the process.
+    if (!(e instanceof ControlError && (e.kind === "closed" || e.kind === "timeout"))) {
       // No control socket to ask: the host shuts itself down on SIGTERM.
       io.stderr.write(`pvkit down: ${e instanceof Error ? e.message : String(e)}; sending SIGTERM to pid ${pid}\n`);
       try {
@@ -184,7 +186,7 @@ async function down(io: PvkitIo, paths: HostPaths, timeoutMs: number): Promise<n
   } finally {
     client?.close();
   }
-  if (!(await waitForExit(pid, timeoutMs))) throw new CliError(`pvkit down: the host (pid ${pid}) did not exit within ${timeoutMs / 1000} s`);
+  if (!(await waitForExit(pid, Math.max(0, deadline - Date.now())))) throw new CliError(`pvkit down: the host (pid ${pid}) did not exit within ${timeoutMs / 1000} s`);
   return 0;
 }
 
@@ -209,9 +211,10 @@ export async function pvkitMain(argv: readonly string[], io: PvkitIo): Promise<n
         const parsed = getopt(rest, DOWN);
         if (E.isLeft(parsed)) throw usageError(`pvkit down: ${parsed.left}`);
         if (parsed.right.operands.length > 0) throw usageError(`pvkit down: unexpected argument "${parsed.right.operands[0]}"`);
-        const t = optionValue(parsed.right, "t") ?? "60";
-        if (!/^\d+$/.test(t) || Number(t) === 0) throw usageError(`pvkit down: --timeout: "${t}" is not a whole number of seconds`);
-        return await down(io, hostPaths(resolveRunDir(optionValue(parsed.right, "R"), io.env, io.cwd)), Number(t) * 1000);
+        const t = optionValue(parsed.right, "t");
+        if (t !== undefined && (!/^\d+$/.test(t) || Number(t) === 0)) throw usageError(`pvkit down: --timeout: "${t}" is not a whole number of seconds`);
+        const paths = hostPaths(resolveRunDir(optionValue(parsed.right, "R"), io.env, io.cwd));
+        return await down(io, paths, t === undefined ? hostStopPatienceMs(paths) : Number(t) * 1000);
       }
       case undefined:
         io.stderr.write(USAGE);

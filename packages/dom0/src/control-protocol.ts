@@ -38,7 +38,7 @@
  * | `block-detach`, `network-detach` | {@link DomainAck} |
  * | `block-list` | {@link BlockDeviceSummary}[] |
  * | `network-list` | {@link NetworkDeviceSummary}[] |
- * | `host-shutdown` | `null`, once every domain is destroyed; then dom0 powers off |
+ * | `host-shutdown` | `null`, once every guest has powered off or been destroyed; then dom0 powers off |
  *
  * @module
  */

@@ -92,7 +92,11 @@ const PAGE_KIB = PAGE_SIZE / 1024;
 /** Pages in a MiB. */
 const MIB_PAGES = (1024 * 1024) / PAGE_SIZE;
 
-/** How long `block-detach` and `network-detach` wait for the back end to close before removing the device anyway (libxl's `LIBXL_DESTROY_TIMEOUT`, 10 s). */
+/**
+ * How long libxl waits for a back end: `block-detach` and `network-detach`
+ * for it to close before removing the device anyway (libxl's
+ * `LIBXL_DESTROY_TIMEOUT`, 10 s), and adding a vif for its hotplug status.
+ */
 export const DEVICE_REMOVE_TIMEOUT_NS = 10_000_000_000;
 
 /** A domain's name: what the boot manifest allows, and not all digits (xl would read that as a domid). */
@@ -135,7 +139,7 @@ export interface LibxlOptions {
   readonly counters?: DeviceCounterSource;
   /** How long device addition and removal wait for the back end (default {@link DEVICE_REMOVE_TIMEOUT_NS}). */
   readonly deviceTimeoutNs?: number;
-  /** Asks dom0 to stop the host (every domain destroyed, then dom0 powers off); resolves once the domains are gone. Without it, `hostShutdown` is refused. */
+  /** Asks dom0 to stop the host (the guests asked to power off, those left destroyed, then dom0 powers off); resolves once the domains are gone. Without it, `hostShutdown` is refused. */
   readonly powerOff?: () => Promise<void>;
 }
 
@@ -505,7 +509,7 @@ export class Libxl {
           const added = await addDevice(this.xs, dev)();
           if (E.isLeft(added)) return await fail(`creating ${c.name}: vif ${handle}: ${added.left.message}`);
           d.devices.push(dev);
-          // dom0's netback answers now; a driver domain built in this group runs only once the group starts.
+          // dom0's netback answers now; a driver domain runs its own hotplug (and one built in this group only once the group starts).
           if (backend === 0) {
             const up = await this.hotplugDone(dev);
             if (E.isLeft(up)) return await fail(`creating ${c.name}: vif ${handle}: ${up.left}`);
@@ -689,7 +693,7 @@ export class Libxl {
     }
   }
 
-  /** Stops the host (pvkit's `host-shutdown`): every domain is destroyed and dom0 powers off. Answers once the domains are gone. */
+  /** Stops the host (pvkit's `host-shutdown`): the guests are asked to power off, those still running after the timeout destroyed, and dom0 powers off. Answers once the domains are gone. */
   async hostShutdown(): LibxlResult<null> {
     if (this.opts.powerOff === undefined) return E.left("host-shutdown: this dom0 cannot power the host off");
     await this.opts.powerOff();
@@ -1018,7 +1022,8 @@ export class Libxl {
     const dev = vifDevice(domid, handle, vif, backend.right.domid);
     const added = await addDevice(this.xs, dev)();
     if (E.isLeft(added)) return E.left(`network-attach ${name}: ${added.left.message}`);
-    const up = await this.hotplugDone(dev);
+    // As libxl, dom0 waits for the hotplug of the vifs it serves; a driver domain runs its own (xl devd).
+    const up = dev.backendDomid === 0 ? await this.hotplugDone(dev) : E.right(undefined);
     if (E.isLeft(up)) {
       // As libxl does when a hotplug script fails: the device goes again.
       await removeDevice(this.xs, dev)();

@@ -20,7 +20,7 @@
  * | `dom0.kernel` | dom0's kernel module: a path (relative to the file) or package specifier | `@pvkit/dom0/kernel` |
  * | `bridges` | the host bridges dom0's netback serves, each `{ name, pcap? }` (`pcap`: a capture file, relative to the file) | `[{ "name": "xenbr0" }]` |
  * | `seed` | the engine's seed (0 to 2³²-1) | 1 |
- * | `shutdownTimeout` | seconds `pvkit down` waits for guests to power off before destroying them (0 to 3600) | 30 |
+ * | `shutdownTimeout` | seconds dom0 waits, when the host stops, for guests to power off before destroying them (0 to 3600) | 30 |
  *
  * Every key is optional. Decoding is io-ts, and every problem is reported
  * at once, each naming its file, key and value:

@@ -81,12 +81,14 @@ const DEFAULT_SHUTDOWN_TIMEOUT_S = 30;
 async function powerOffDomains(k: Kernel, libxl: Libxl, domExc: number, timeoutNs: number): Promise<void> {
   if (libxl.runningCount === 0) return;
   await libxl.powerOffAll();
+  const timeout = k.timers.timeout(timeoutNs);
   let late = false;
-  const deadline = k.sleep(timeoutNs).then(() => (late = true));
+  const deadline = timeout.fired.then(() => (late = true));
   while (libxl.runningCount > 0 && !late) {
     await Promise.race([k.events.wait(domExc), deadline]);
     await libxl.reap();
   }
+  timeout.cancel();
   if (libxl.runningCount > 0) await k.print(`dom0: ${libxl.runningCount} domain(s) did not power off within ${timeoutNs / 1e9} s; destroying them`);
 }
 

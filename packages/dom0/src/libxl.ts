@@ -1104,8 +1104,9 @@ export class Libxl {
     const first = await check();
     if (first !== undefined) return first;
     const watch = this.xs.watch(node, `libxl-wait-${node}`);
+    const timeout = this.k.timers.timeout(this.opts.deviceTimeoutNs ?? DEVICE_REMOVE_TIMEOUT_NS);
     let timedOut = false;
-    const timeout = this.k.sleep(this.opts.deviceTimeoutNs ?? DEVICE_REMOVE_TIMEOUT_NS).then(() => {
+    const expired = timeout.fired.then(() => {
       timedOut = true;
       return undefined;
     });
@@ -1117,9 +1118,12 @@ export class Libxl {
       }
       return undefined;
     })();
-    const r = await Promise.race([watched, timeout]);
-    await watch.close();
-    return r;
+    try {
+      return await Promise.race([watched, expired]);
+    } finally {
+      timeout.cancel();
+      await watch.close();
+    }
   }
 
   /** A domain's devices of `type`, read from XenStore: each one's frontend and backend keys. */

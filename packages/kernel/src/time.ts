@@ -67,6 +67,32 @@ export class Timers {
     return this.until(this.clock.now() + ns);
   }
 
+  /**
+   * A timeout of `ns` nanoseconds (system time `deadline`) that can be
+   * called off: `fired` resolves when it expires, unless `cancel` came first (then it never does, and
+   * the deadline no longer keeps the timer armed).
+   */
+  timeout(ns: number): { readonly deadline: number; readonly fired: Promise<void>; cancel(): void } {
+    const deadline = this.clock.now() + ns;
+    let sleeper: Sleeper | undefined;
+    const fired = new Promise<void>((wake) => {
+      sleeper = { deadline, wake };
+      this.sleepers.push(sleeper);
+      this.sleepers.sort((a, b) => a.deadline - b.deadline);
+      this.program();
+    });
+    return {
+      deadline,
+      fired,
+      cancel: () => {
+        const i = this.sleepers.indexOf(sleeper!);
+        if (i < 0) return;
+        this.sleepers.splice(i, 1);
+        this.program();
+      },
+    };
+  }
+
   /** The `VIRQ_TIMER` handler: wakes every sleeper that is due, and programs the next deadline. */
   readonly onTimer = (): void => {
     const now = this.clock.now();
@@ -75,10 +101,11 @@ export class Timers {
     this.program();
   };
 
+  /** Arms the one-shot timer for the earliest deadline, or disarms it (`set_timer_op(0)`) when none is left. */
   private program(): void {
     const next = this.sleepers[0]?.deadline;
-    if (next === undefined || next === this.programmed) return;
+    if (next === this.programmed) return;
     this.programmed = next;
-    this.hc.hypercall(HYPERVISOR.set_timer_op, next);
+    this.hc.hypercall(HYPERVISOR.set_timer_op, next ?? 0);
   }
 }

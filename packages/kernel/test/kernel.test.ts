@@ -495,6 +495,37 @@ describe("Events", () => {
   });
 });
 
+describe("Timers", () => {
+  it("a cancelled timeout never fires and no longer keeps the vCPU's timer armed; others still fire in order", async () => {
+    const got: Record<string, unknown> = {};
+    let deadline = (): number | undefined => undefined;
+    const main = async (k: Kernel) => {
+      const start = k.clock.now();
+      const far = k.timers.timeout(10 * SECOND);
+      const near = k.timers.timeout(2 * MS);
+      let farFired = false;
+      void far.fired.then(() => (farFired = true));
+      got.armedNear = deadline() === near.deadline && near.deadline - start >= 2 * MS;
+      near.cancel();
+      got.armedFar = deadline() === far.deadline; // the next deadline takes its place
+      far.cancel();
+      got.disarmed = deadline() === undefined;
+      far.cancel(); // again: nothing
+      const order: string[] = [];
+      const a = k.timers.timeout(3 * MS);
+      await Promise.all([k.sleep(1 * MS).then(() => order.push("sleep")), a.fired.then(() => order.push("timeout"))]);
+      got.order = order;
+      await k.sleep(20 * MS);
+      got.farFired = farFired;
+      got.endedBy = k.clock.now() - start < SECOND;
+    };
+    const { hv, engine, dom0 } = bootHost({ frames: 4096, pcpus: 1, dom0: { kernel: kernelMain(main), pages: PAGES } });
+    deadline = () => dom0.vcpus[0]!.singleshotDeadline;
+    expectClean({ hv, engine, dom0, stop: await engine.run({ until: 60 * SECOND }) });
+    expect(got).toEqual({ armedNear: true, armedFar: true, disarmed: true, order: ["sleep", "timeout"], farFired: false, endedBy: true });
+  });
+});
+
 describe("Grants", () => {
   it("hands out references from 8 (0 to 7 are reserved) and reuses one ended", async () => {
     const got: Record<string, unknown> = {};

@@ -114,9 +114,8 @@ describe.skipIf(skip)("xl's control socket on a realtime host", () => {
   const list = () => xl.ok<DomainSummary[]>("list");
   const find = async (name: string) => (await list()).find((d) => d.name === name);
   /**
-   * Polls `get` every 20 ms until `ok` holds of its result (within `ms`); returns the last result.
-   * Generous: after a detach, libxl's 10 s removal timer stays armed, and the realtime engine may
-   * not serve outside input until it fires (see the hotplug tests).
+   * Polls `get` every 20 ms until `ok` holds of its result (within `ms`, generous for a loaded
+   * machine); returns the last result.
    */
   const until = async <T>(get: () => Promise<T>, ok: (t: T) => boolean, ms = 20_000): Promise<T> => {
     const deadline = Date.now() + ms;

@@ -41,6 +41,7 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
+import { XenbusState } from "@pvkit/abi";
 import { followDirectory, type DirectoryFollower, type Kernel, type XenError, type XenbusFrontend, type XsClient } from "@pvkit/kernel";
 import { openBlkfront, type BlkfrontDevice, type BlkfrontOptions } from "./blkfront/xenbus.js";
 import { Netfront, type NetfrontOptions } from "./netfront/device.js";
@@ -90,7 +91,8 @@ export function watchDevices(k: Kernel, xs: XsClient, handlers: HotplugHandlers,
       .catch(() => undefined);
   };
   const onGone = (type: HotplugType, id: string, dev: XenbusFrontend) => {
-    devices.delete(`${type}/${id}`);
+    // A device attached again under the same id may already have taken the entry.
+    if (devices.get(`${type}/${id}`) === dev) devices.delete(`${type}/${id}`);
     void Promise.resolve()
       .then(() => handlers.gone?.(type, id, dev))
       .catch((e: unknown) => report(type, id, e instanceof Error ? e : new Error(String(e))));
@@ -125,8 +127,8 @@ export function watchDevices(k: Kernel, xs: XsClient, handlers: HotplugHandlers,
 
 /** One type's watch: lists `device/<type>` after every event and opens what is new. */
 class TypeWatcher {
-  /** Ids seen and not yet removed (opening, open, failed or stopped). */
-  private readonly known = new Set<string>();
+  /** Ids seen and not yet removed: the device opened for each, or whether it is still opening or failed to. */
+  private readonly known = new Map<string, XenbusFrontend | "opening" | "failed">();
   private follower: DirectoryFollower | undefined;
   private stopped = false;
 
@@ -138,30 +140,48 @@ class TypeWatcher {
   ) {}
 
   start(): void {
-    this.follower = followDirectory(this.xs, `device/${this.type}`, () => this.scan(), `hotplug-${this.type}`);
+    this.follower = followDirectory(this.xs, `device/${this.type}`, () => this.scan(), { token: `hotplug-${this.type}` });
   }
 
-  /** Forgets ids whose directories are gone and starts opening new ones (each open runs on its own). */
+  /**
+   * Forgets ids whose directories are gone and starts opening new ones (each
+   * open runs on its own). A directory removed and made again between two
+   * passes looks unchanged, but its device has stopped and the toolstack's
+   * new directory says Initialising: that is a new device too.
+   */
   private async scan(): Promise<void> {
     const ids = await this.xs.directory(`device/${this.type}`)();
     const present = new Set(E.isRight(ids) ? ids.right : []);
     for (const id of [...this.known.keys()]) if (!present.has(id)) this.known.delete(id);
     for (const id of present) {
-      if (this.known.has(id) || this.stopped) continue;
-      this.known.add(id);
+      if (this.stopped) return;
+      const known = this.known.get(id);
+      if (known !== undefined && !(typeof known === "object" && known.status === "stopped" && (await this.initialising(id)))) continue;
+      this.known.set(id, "opening");
       void this.openOne(id);
     }
+  }
+
+  private async initialising(id: string): Promise<boolean> {
+    const state = await this.xs.read(`device/${this.type}/${id}/state`)();
+    return E.isRight(state) && Number(state.right) === XenbusState.Initialising;
   }
 
   private async openOne(id: string): Promise<void> {
     const r = await this.open(id);
     if (E.isLeft(r)) {
       // Not written yet (or removed meanwhile): try again on the next event. Otherwise wait for a new directory.
-      if (r.left.name === "ENOENT" && this.known.has(id)) this.known.delete(id);
-      if (r.left.name !== "ENOENT") this.on.failed(id, r.left);
+      if (r.left.name === "ENOENT") this.known.delete(id);
+      else {
+        if (this.known.has(id)) this.known.set(id, "failed");
+        this.on.failed(id, r.left);
+      }
       return;
     }
     if (this.stopped) return r.right.stop(); // an open that finished after stop()
+    if (this.known.has(id)) this.known.set(id, r.right);
+    // Once it stops, look again: its directory may already be a new device's.
+    void r.right.done.then(() => this.follower?.rescan());
     await this.on.up(id, r.right);
   }
 

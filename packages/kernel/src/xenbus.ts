@@ -830,6 +830,8 @@ export abstract class XenbusBackend extends XenbusDevice {
 
 /** A directory being followed: see {@link followDirectory}. */
 export interface DirectoryFollower {
+  /** Asks for another pass, as an event would. */
+  rescan(): void;
   /** Stops following: unwatches, and waits for a pass in progress to end. */
   stop(): Promise<void>;
 }
@@ -838,10 +840,11 @@ export interface DirectoryFollower {
  * Follows a XenStore directory the way Linux's xenbus probes one: a watch
  * on `path` (whose registration event makes the first pass), and `pass`
  * run after every event, one pass at a time; events during a pass make one
- * more pass after it, not one each. A refused watch ends the following.
+ * more pass after it, not one each. A refused watch ends the following; a
+ * pass that throws goes to `onError` and the following goes on.
  */
-export function followDirectory(xs: XsClient, path: string, pass: () => Promise<void>, token?: string): DirectoryFollower {
-  const watch = xs.watch(path, token);
+export function followDirectory(xs: XsClient, path: string, pass: () => Promise<void>, opts: { readonly token?: string; readonly onError?: (e: unknown) => void } = {}): DirectoryFollower {
+  const watch = xs.watch(path, opts.token);
   let running: Promise<void> | undefined;
   let again = false;
   let stopped = false;
@@ -851,7 +854,11 @@ export function followDirectory(xs: XsClient, path: string, pass: () => Promise<
     running = (async () => {
       while (again && !stopped) {
         again = false;
-        await pass();
+        try {
+          await pass();
+        } catch (e) {
+          opts.onError?.(e);
+        }
       }
       running = undefined;
     })();
@@ -864,6 +871,7 @@ export function followDirectory(xs: XsClient, path: string, pass: () => Promise<
     }
   })();
   return {
+    rescan,
     stop: async () => {
       stopped = true;
       await watch.close();

@@ -261,15 +261,16 @@ export function resolveKernel(spec: string): E.Either<string, string> {
 }
 
 /**
- * Whether dom0 can serve a disk's target: `memory`, or a regular file it can
+ * Whether a disk's target is there: `memory`, or a regular file dom0 can
  * stat (libxl stats a disk's target before it adds the device:
- * `Disk vdev=xvdb failed to stat: ...`).
+ * `Disk vdev=xvdb failed to stat: ...`). Unlike Xen's `phy:` disks, a block
+ * device is refused: node cannot learn its size, and blkback serves files.
  */
 export function checkDiskTarget(disk: DiskRequest): E.Either<string, void> {
   if (disk.target === "memory") return E.right(undefined);
   try {
     const st = statSync(disk.target);
-    if (!st.isFile()) return E.left(`disk vdev=${disk.vdev}: ${disk.target} is not a regular file`);
+    if (!st.isFile()) return E.left(`disk vdev=${disk.vdev}: ${disk.target} is not a regular file (blkback serves raw image files)`);
   } catch (e) {
     return E.left(`disk vdev=${disk.vdev} failed to stat ${disk.target}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
@@ -445,6 +446,11 @@ export class Libxl {
       const url = resolveKernel(c.kernel);
       if (E.isLeft(url)) return E.left(`creating ${c.name}: ${url.left}`);
       kernels.set(c.name, url.right);
+      // libxl stats every disk before it builds anything.
+      for (const disk of c.disks) {
+        const target = checkDiskTarget(disk);
+        if (E.isLeft(target)) return E.left(`creating ${c.name}: ${target.left}`);
+      }
     }
     for (const name of names) this.reserved.add(name);
     const made: { config: CreateRequest; domid: number }[] = [];
@@ -495,8 +501,6 @@ export class Libxl {
       for (const d of live) {
         const c = d.config;
         for (const disk of c.disks) {
-          const target = checkDiskTarget(disk);
-          if (E.isLeft(target)) return await fail(`creating ${c.name}: ${target.left}`);
           const dev = vbdDevice(d.domid, disk);
           const added = await addDevice(this.xs, dev)();
           if (E.isLeft(added)) return await fail(`creating ${c.name}: disk ${disk.vdev}: ${added.left.message}`);

@@ -150,11 +150,14 @@ describe("pvkit", () => {
 });
 
 describe("the trace socket", () => {
-  /** Sends `text` on a connection to `path` and collects what comes back until the host closes it. */
-  const ask = (path: string, text: string) =>
+  /** Sends `text` on a connection to `path` (then `later`, 30 ms on) and collects what comes back until the host closes it. */
+  const ask = (path: string, text: string, later?: string) =>
     new Promise<string>((resolve, reject) => {
       let got = "";
-      const socket = connect(path, () => socket.write(text));
+      const socket = connect(path, () => {
+        socket.write(text);
+        if (later !== undefined) setTimeout(() => socket.writable && socket.write(later), 30);
+      });
       socket.on("data", (d) => (got += d.toString()));
       socket.on("end", () => resolve(got));
       socket.on("error", reject);
@@ -168,7 +171,8 @@ describe("the trace socket", () => {
     });
     try {
       await new Promise((r) => server.once("listening", r));
-      const window = ask(path, '{"seconds": 0.2}\n{"seconds": "ignored"}\n');
+      // A second line, sent while the window records, is not read: it would otherwise be refused as a second recording.
+      const window = ask(path, '{"seconds": 0.2}\n', '{"seconds": 1}\n');
       await new Promise((r) => setTimeout(r, 50));
       hv.log("inside the window");
       const answer = JSON.parse(await window) as { traceEvents: { cat?: string; args?: { text?: string } }[] };

@@ -42,7 +42,8 @@ export interface BridgeOptions {
   /**
    * Most addresses learned at once (default 4096): a guest sending from
    * ever new source addresses pushes out the stalest, rather than growing
-   * dom0's memory without end (Linux's `fdb_max_learned`).
+   * dom0's memory without end. (Linux's `fdb_max_learned` instead stops
+   * learning at its limit; evicting keeps a newly started guest reachable.)
    */
   readonly maxLearned?: number;
 }

@@ -193,6 +193,9 @@ describe.skipIf(skip)("xl's control socket on a realtime host", () => {
     expect(await xl.fails("create", { config: config("ghost", { kernel: "/no/such/kernel.js" }), paused: false })).toMatch(/creating ghost: kernel "\/no\/such\/kernel.js": no such file/);
     // More than the host has free: the builder's populate_physmap comes up short.
     expect(await xl.fails("create", { config: config("huge", { memoryMiB: 30, maxMemMiB: 30 }), paused: false })).toMatch(/creating huge: building: XENMEM_populate_physmap: only \d+ of 7680 pages/);
+    // A disk image that is not there: refused before anything is built, as libxl stats it first.
+    const missing = join(dir, "missing.img");
+    expect(await xl.fails("create", { config: config("diskless", { disks: [{ target: missing, vdev: "xvda", mode: "w" }] }), paused: false })).toBe(`creating diskless: disk vdev=xvda failed to stat ${missing}: ENOENT`);
     expect((await list()).map((d) => d.name)).toEqual(["Domain-0", "web"]);
   });
 

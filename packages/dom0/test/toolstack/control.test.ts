@@ -176,13 +176,13 @@ describe("the domain manager's rules", () => {
     }
   });
 
-  it("checks a disk's target as libxl stats it: memory or a regular file", () => {
+  it("checks a disk's target as libxl stats it: memory, a regular file, not a directory", () => {
     const here = fileURLToPath(import.meta.url);
     const disk = (target: string) => ({ target, vdev: "xvdb", mode: "w" as const });
     expect(checkDiskTarget({ ...disk("memory"), size: 1 })).toEqual(E.right(undefined));
     expect(checkDiskTarget(disk(here))).toEqual(E.right(undefined));
     expect(checkDiskTarget(disk("/no/such/disk.img"))).toEqual(E.left("disk vdev=xvdb failed to stat /no/such/disk.img: ENOENT"));
-    expect(checkDiskTarget(disk(dirname(here)))).toEqual(E.left(`disk vdev=xvdb: ${dirname(here)} is not a regular file`));
+    expect(checkDiskTarget(disk(dirname(here)))).toEqual(E.left(`disk vdev=xvdb: ${dirname(here)} is not a regular file (blkback serves raw image files)`));
   });
 
   it("makes devices as libxl does: vbds served by dom0, vifs with a MAC in Xen's OUI", () => {

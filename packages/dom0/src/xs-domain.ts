@@ -122,18 +122,21 @@ export function devicePaths(d: DeviceSpec): { readonly frontend: string; readonl
  * `online`. The drivers' xenbus watches take it from there.
  */
 export function addDevice(xs: XsClient, d: DeviceSpec): TE.TaskEither<XsError, void> {
+  return xs.transaction((tx) => writeDevice(xs, d, tx));
+}
+
+/** {@link addDevice}'s writes, inside the caller's transaction `tx`. */
+export function writeDevice(xs: XsClient, d: DeviceSpec, tx: XsTx): TE.TaskEither<XsError, void> {
   const { frontend, backend } = devicePaths(d);
-  const writeAll = (dir: string, keys: Readonly<Record<string, string>>, tx: XsTx) => TE.sequenceSeqArray(Object.entries(keys).map(([k, v]) => xs.write(`${dir}/${k}`, v, tx)));
-  return xs.transaction((tx) =>
-    pipe(
-      xs.mkdir(frontend, tx),
-      TE.chain(() => xs.setPerms(frontend, { owner: d.frontendDomid, others: "n", entries: [{ domid: d.backendDomid, access: "r" }] }, tx)),
-      TE.chain(() => writeAll(frontend, { backend, "backend-id": String(d.backendDomid), state: "1", ...d.frontend }, tx)),
-      TE.chain(() => xs.mkdir(backend, tx)),
-      TE.chain(() => xs.setPerms(backend, { owner: d.backendDomid, others: "n", entries: [{ domid: d.frontendDomid, access: "r" }] }, tx)),
-      TE.chain(() => writeAll(backend, { frontend, "frontend-id": String(d.frontendDomid), online: "1", state: "1", ...d.backend }, tx)),
-      TE.map(() => undefined),
-    ),
+  const writeAll = (dir: string, keys: Readonly<Record<string, string>>) => TE.sequenceSeqArray(Object.entries(keys).map(([k, v]) => xs.write(`${dir}/${k}`, v, tx)));
+  return pipe(
+    xs.mkdir(frontend, tx),
+    TE.chain(() => xs.setPerms(frontend, { owner: d.frontendDomid, others: "n", entries: [{ domid: d.backendDomid, access: "r" }] }, tx)),
+    TE.chain(() => writeAll(frontend, { backend, "backend-id": String(d.backendDomid), state: "1", ...d.frontend })),
+    TE.chain(() => xs.mkdir(backend, tx)),
+    TE.chain(() => xs.setPerms(backend, { owner: d.backendDomid, others: "n", entries: [{ domid: d.frontendDomid, access: "r" }] }, tx)),
+    TE.chain(() => writeAll(backend, { frontend, "frontend-id": String(d.frontendDomid), online: "1", state: "1", ...d.backend })),
+    TE.map(() => undefined),
   );
 }
 

@@ -52,7 +52,7 @@ export interface HotplugHandlers {
   readonly vbd?: (disk: BlkfrontDevice) => unknown;
   /** A network interface (`device/vif/<id>`) has connected. */
   readonly vif?: (nic: Netfront) => unknown;
-  /** A device opened earlier has stopped (its directory was removed, or it closed). */
+  /** A device opened earlier has stopped (its directory was removed, it closed, or {@link DeviceWatcher.stop} stopped it). */
   readonly gone?: (type: HotplugType, id: string, device: XenbusFrontend) => unknown;
   /** A device could not be opened, or a handler failed. */
   readonly error?: (type: HotplugType, id: string, err: XenError | Error) => unknown;

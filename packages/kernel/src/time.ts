@@ -41,6 +41,16 @@ interface Sleeper {
   readonly wake: () => void;
 }
 
+/** A deadline that can be called off: see {@link Timers.timeout}. */
+export interface Timeout {
+  /** The system time it expires at, ns. */
+  readonly deadline: number;
+  /** Resolves when it expires; never, once cancelled. */
+  readonly fired: Promise<void>;
+  /** Calls it off (again: nothing). */
+  cancel(): void;
+}
+
 /** Any number of deadlines on the one single-shot timer. */
 export class Timers {
   private sleepers: Sleeper[] = [];
@@ -72,7 +82,7 @@ export class Timers {
    * called off: `fired` resolves when it expires, unless `cancel` came first (then it never does, and
    * the deadline no longer keeps the timer armed).
    */
-  timeout(ns: number): { readonly deadline: number; readonly fired: Promise<void>; cancel(): void } {
+  timeout(ns: number): Timeout {
     const deadline = this.clock.now() + ns;
     let sleeper: Sleeper | undefined;
     const fired = new Promise<void>((wake) => {

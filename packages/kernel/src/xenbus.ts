@@ -346,10 +346,16 @@ export abstract class XenbusDevice {
     return /^\d+$/.test(r.right) && n <= XenbusState.Reconfigured ? (n as XenbusStateValue) : GONE;
   }
 
-  /** Re-reads this end's state: adopts a value the toolstack wrote; `false` if the directory is gone. */
+  /**
+   * Re-reads this end's state: adopts a value the toolstack wrote; `false`
+   * if the directory is gone, or was replaced: Initialising, which only the
+   * toolstack writes when it makes a device, under an end that had moved on
+   * means the toolstack removed this device and made another under its id.
+   */
   protected async refreshOwnState(): Promise<boolean> {
     const s = await this.readState(this.nodename);
     if (s === "gone") return false;
+    if (s === XenbusState.Initialising && this.state !== XenbusState.Initialising) return false;
     if (s !== this.state && s !== GONE) this.setState(s);
     return true;
   }

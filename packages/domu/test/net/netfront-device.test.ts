@@ -7,74 +7,14 @@
  */
 import { describe, expect, it } from "vitest";
 import * as E from "fp-ts/lib/Either.js";
-import { PAGE_SIZE, XenbusState } from "@pvkit/abi";
-import { XsClient, grantError, type Kernel } from "@pvkit/kernel";
+import { XenbusState } from "@pvkit/abi";
 import { Netfront } from "@pvkit/domu";
 import { Xenstored } from "@pvkit/dom0";
+import { client, fakeKernel } from "./fake-kernel.js";
 
 const FE = 1;
 const FRONT = `/local/domain/${FE}/device/vif/0`;
 const BACK = `/local/domain/0/backend/vif/${FE}/0`;
-
-function client(daemon: Xenstored, domid: number): XsClient {
-  let deliver: (b: Uint8Array) => void = () => {};
-  const conn = daemon.connect(domid, (bytes) => {
-    const copy = bytes.slice();
-    queueMicrotask(() => deliver(copy));
-  });
-  return new XsClient({ send: (b) => conn.receive(b), onData: (h) => (deliver = h), close: () => conn.close() });
-}
-
-function fakeKernel() {
-  const pages = new Map<number, Uint8Array>();
-  let nextPfn = 100;
-  const free: number[] = [];
-  const grants = new Map<number, { pfn: number; domid: number; readonly: boolean }>();
-  let nextRef = 8;
-  const stillMapped = new Set<number>();
-  const ports = new Set<number>();
-  let nextPort = 10;
-  const k = {
-    memory: {
-      allocPage: () => {
-        const pfn = free.pop() ?? nextPfn++;
-        pages.set(pfn, new Uint8Array(PAGE_SIZE));
-        return pfn;
-      },
-      freePage: (pfn: number) => {
-        if (!pages.delete(pfn)) throw new Error(`double free of ${pfn}`);
-        free.push(pfn);
-      },
-      mfnOf: (pfn: number) => pfn + 0x1000,
-      memory: { page: (va: number) => new DataView(pages.get(va / PAGE_SIZE)!.buffer) },
-    },
-    grants: {
-      grantAccess: (domid: number, mfn: number, readonly = false) => {
-        const ref = nextRef++;
-        grants.set(ref, { pfn: mfn - 0x1000, domid, readonly });
-        return E.right(ref);
-      },
-      endAccess: (ref: number) => {
-        if (stillMapped.has(ref)) return E.left(grantError("end_foreign_access", -1));
-        return grants.delete(ref) ? E.right(undefined) : E.left(grantError("end_foreign_access", -4));
-      },
-    },
-    events: {
-      allocUnbound: () => {
-        ports.add(nextPort);
-        return E.right(nextPort++);
-      },
-      close: (p: number) => (ports.delete(p) ? E.right(0) : E.left(grantError("EVTCHNOP_close", -22))),
-      on: () => {},
-      off: () => {},
-      notify: () => E.right(0),
-    },
-    clock: { now: () => 0 },
-    sleep: (ns: number) => new Promise<void>((r) => setTimeout(r, ns / 1e6)),
-    print: async () => {},
-  };
-  return { k: k as unknown as Kernel, pages, grants, ports, stillMapped };
-}
 
 async function setUp(backendFeatures: Record<string, string>, mac = "00:16:3e:00:00:01") {
   const daemon = new Xenstored();

@@ -30,8 +30,9 @@ check() {
 check "build (tsc -b)" npm run -s build
 check "type-check tests" npx tsc -p tsconfig.tests.json
 echo "== vitest"
-npx vitest run --reporter=default --reporter=json --outputFile=.test-results/vitest.json
+vitest_status=0
+npx vitest run --reporter=default --reporter=json --outputFile=.test-results/vitest.json || vitest_status=$?
 check "API docs (typedoc, warnings are errors)" npx typedoc --logLevel Warn
 
-node scripts/summary.mjs .test-results/vitest.json "$checks_passed" "$checks_failed" | tee .test-results/summary.txt
+node scripts/summary.mjs .test-results/vitest.json "$checks_passed" "$checks_failed" "$vitest_status" | tee .test-results/summary.txt
 grep -q ' 0 failed' .test-results/summary.txt

@@ -99,7 +99,8 @@ export async function startBalloonHost(dir: string, opts: { memory?: number; max
 
   const connectXenstoreSocket = await socketConnector();
   let xs: XsClient | undefined;
-  await waitFor("xenstored's socket", async () => (xs = await connectXenstoreSocket(socket).catch(() => undefined)) !== undefined);
+  // dom0's kernel module loads first, which a loaded machine can make slow.
+  await waitFor("xenstored's socket", async () => (xs = await connectXenstoreSocket(socket).catch(() => undefined)) !== undefined, 45_000);
   const client = xs!;
   await waitFor("the guest", async () => E.isRight(await client.read(`${home}/data/ready`)()));
 

@@ -30,7 +30,7 @@ import { XenstoredService } from "./xenstored.js";
 import { publishDom0 } from "./xs-domain.js";
 import { startBlkback, type BlkbackService } from "./blkback/index.js";
 import { startNetback, type Netback } from "./netback/index.js";
-import { parseManifest, substitute, type Manifest } from "./manifest.js";
+import { DEFAULT_SHUTDOWN_TIMEOUT_S, parseManifest, substitute, type Manifest } from "./manifest.js";
 
 /** A manifest domain as the domain manager creates it: xl's defaults, and destroyed on any shutdown. */
 function createRequest(d: Manifest["domains"][number]): CreateRequest {
@@ -73,9 +73,6 @@ function backendCounters(blk: BlkbackService, net: Netback): DeviceCounterSource
     },
   };
 }
-
-/** How long a stopping dom0 waits for its domains to power off before destroying them. */
-const DEFAULT_SHUTDOWN_TIMEOUT_S = 30;
 
 /** Asks the running domains to power off and reaps them as they do, for at most `timeoutNs`. */
 async function powerOffDomains(k: Kernel, libxl: Libxl, domExc: number, timeoutNs: number): Promise<void> {

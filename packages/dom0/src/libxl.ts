@@ -238,8 +238,7 @@ export function resolveKernel(spec: string): E.Either<string, string> {
     // dom0 imports the kernel into itself: only from its own disk, never from the network or inline code.
     if (!spec.toLowerCase().startsWith("file:")) return E.left(`kernel "${spec}": only file: URLs, absolute paths and package specifiers are loaded`);
     url = spec;
-  }
-  else if (isAbsolute(spec)) url = pathToFileURL(spec).href;
+  } else if (isAbsolute(spec)) url = pathToFileURL(spec).href;
   else if (spec.startsWith(".")) return E.left(`kernel "${spec}" is a relative path: give an absolute path or a file: URL`);
   else {
     try {
@@ -352,6 +351,7 @@ export class Libxl {
   /** Creations in progress, which {@link Libxl.destroyAll} waits for. */
   private readonly creating = new Set<Promise<unknown>>();
   private closing = false;
+  private nextWaitToken = 0;
 
   /** Manages domains from dom0's kernel `k`. */
   constructor(
@@ -1107,7 +1107,8 @@ export class Libxl {
   private async awaitNode<T>(node: string, check: () => Promise<T | undefined>): Promise<T | undefined> {
     const first = await check();
     if (first !== undefined) return first;
-    const watch = this.xs.watch(node, `libxl-wait-${node}`);
+    // A token of its own: two waits on one node (two xl clients detaching one device) must not collide.
+    const watch = this.xs.watch(node, `libxl-wait-${this.nextWaitToken++}-${node}`);
     const timeout = this.k.timers.timeout(this.opts.deviceTimeoutNs ?? DEVICE_REMOVE_TIMEOUT_NS);
     let timedOut = false;
     const expired = timeout.fired.then(() => {

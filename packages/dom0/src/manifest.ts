@@ -80,6 +80,9 @@ export const Manifest = t.intersection([
   }),
 ]);
 
+/** How long, in seconds, a stopping dom0 waits for its guests to power off when the manifest does not say. */
+export const DEFAULT_SHUTDOWN_TIMEOUT_S = 30;
+
 /** A decoded manifest. */
 export type Manifest = t.TypeOf<typeof Manifest>;
 

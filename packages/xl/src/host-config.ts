@@ -32,6 +32,7 @@
 import { dirname, isAbsolute, resolve } from "node:path";
 import * as E from "fp-ts/lib/Either.js";
 import * as t from "io-ts";
+import { DEFAULT_SHUTDOWN_TIMEOUT_S } from "@pvkit/dom0";
 
 /** A host bridge: its name, and a pcap file that records its traffic. */
 export interface HostBridge {
@@ -66,7 +67,7 @@ export interface HostConfig {
 }
 
 /** The configuration of a host started without `--config`. */
-export const DEFAULT_HOST_CONFIG: HostConfig = { memory: 256, pcpus: 2, dom0: { memory: 16 }, bridges: [{ name: "xenbr0" }], seed: 1, shutdownTimeout: 30 };
+export const DEFAULT_HOST_CONFIG: HostConfig = { memory: 256, pcpus: 2, dom0: { memory: 16 }, bridges: [{ name: "xenbr0" }], seed: 1, shutdownTimeout: DEFAULT_SHUTDOWN_TIMEOUT_S };
 
 /** Most machine memory a host may have, MiB (one `SharedArrayBuffer` holds it). */
 export const MAX_HOST_MEMORY_MIB = 16384;

@@ -47,6 +47,9 @@ export const XEN_VERSION = { major: 4, minor: 17, extra: "-pvkit" } as const;
 
 const NO_HOOKS: EngineHooks = { wake: () => {}, deschedule: () => {} };
 
+/** Whether a hypercall argument is a register's worth: a finite number. */
+const isRegister = (a: unknown): boolean => typeof a === "number" && Number.isFinite(a);
+
 /** Ring 0. */
 export class Hypervisor {
   /** Machine memory and the frame table. */
@@ -118,10 +121,10 @@ export class Hypervisor {
    */
   hypercall(vcpu: Vcpu, op: number, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0): number {
     const d = vcpu.domain;
-    const args = [a1, a2, a3, a4, a5];
     const validOp = typeof op === "number" && Number.isInteger(op);
-    const registers = validOp && args.every((a) => typeof a === "number" && Number.isFinite(a));
-    const name = validOp ? (keyOf(HYPERVISOR, op) ?? String(op)) : "invalid";
+    // Registers hold numbers; anything else a caller passed is refused (checked without allocating: this is the hot path).
+    const registers = validOp && isRegister(a1) && isRegister(a2) && isRegister(a3) && isRegister(a4) && isRegister(a5);
+    const name = () => (validOp ? (keyOf(HYPERVISOR, op) ?? String(op)) : "invalid");
     let result: number;
     if (!registers) result = -XEN_ERRNO.EINVAL;
     else if (d.dead) result = -XEN_ERRNO.ESRCH;
@@ -132,7 +135,7 @@ export class Hypervisor {
         try {
           result = handler({ hv: this, domain: d, vcpu }, a1, a2, a3, a4, a5);
         } catch (error) {
-          this.log(`hypervisor bug in ${name} from d${d.domid}v${vcpu.id}: ${error instanceof Error ? error.message : String(error)}; crashing domain ${d.domid}`);
+          this.log(`hypervisor bug in ${name()} from d${d.domid}v${vcpu.id}: ${error instanceof Error ? error.message : String(error)}; crashing domain ${d.domid}`);
           this.shutdown(d, SHUTDOWN.crash);
           result = -XEN_ERRNO.EFAULT;
         }
@@ -140,8 +143,8 @@ export class Hypervisor {
     }
     if (this.trace.enabled) {
       // Only numbers go into the trace, which serializes as JSON.
-      const numbers = args.map((a) => (typeof a === "number" ? a : Number.NaN));
-      this.trace.record({ t: this.now, kind: "hypercall", domid: d.domid, vcpu: vcpu.id, op: name, args: numbers, result });
+      const numbers = [a1, a2, a3, a4, a5].map((a) => (typeof a === "number" ? a : Number.NaN));
+      this.trace.record({ t: this.now, kind: "hypercall", domid: d.domid, vcpu: vcpu.id, op: name(), args: numbers, result });
     }
     return result;
   }

@@ -45,13 +45,25 @@ export function constantGroupInfo(value: unknown): ConstantGroupInfo | undefined
  * come back as the number in decimal.
  */
 export function cName(group: Readonly<Record<string, number>>, value: number): string {
-  const info = groups.get(group);
-  for (const [k, v] of Object.entries(group)) if (v === value) return (info?.cPrefix ?? "") + k;
-  return String(value);
+  const key = keyOf(group, value);
+  return key === undefined ? String(value) : (groups.get(group)?.cPrefix ?? "") + key;
 }
 
-/** The key of `value` in a group (`keyOf(XEN_ERRNO, 22)` is `"EINVAL"`), or undefined. */
+/** Each frozen group's keys by value (the first declared for an alias), built on first use: traces name every hypercall. */
+const keysByValue = new WeakMap<object, ReadonlyMap<number, string>>();
+
+/** The key of `value` in a group (`keyOf(XEN_ERRNO, 22)` is `"EINVAL"`), or undefined. Where several keys share a value, the first declared. */
 export function keyOf<T extends Readonly<Record<string, number>>>(group: T, value: number): (keyof T & string) | undefined {
-  for (const [k, v] of Object.entries(group)) if (v === value) return k;
-  return undefined;
+  // Only a frozen group (every one made by `constants`) can be indexed once for good.
+  if (!Object.isFrozen(group)) {
+    for (const [k, v] of Object.entries(group)) if (v === value) return k;
+    return undefined;
+  }
+  let index = keysByValue.get(group);
+  if (index === undefined) {
+    const m = new Map<number, string>();
+    for (const [k, v] of Object.entries(group)) if (!m.has(v)) m.set(v, k);
+    keysByValue.set(group, (index = m));
+  }
+  return index.get(value) as (keyof T & string) | undefined;
 }

@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { bootHost, checkInvariants, type Engine, type Hypervisor } from "@pvkit/hypervisor";
 import { MAX_CONTROL_LINE, type TopEntry, type BlockDeviceSummary, type CreateRequest, type DomainSummary, type NetworkDeviceSummary, type Reply } from "@pvkit/dom0";
 import { connectXenstoreSocket } from "@pvkit/kernel/xenstore-socket";
-import { examplesBuilt } from "../../../../examples/built.js";
+import { examplesBuilt } from "../../examples/built.js";
 
 const skip = !examplesBuilt && !process.env["CI"];
 
@@ -140,8 +140,8 @@ describe.skipIf(skip)("xl's control socket on a realtime host", () => {
   const exists = async (path: string) => (await xs!.read(path)())._tag === "Right";
 
   beforeAll(async () => {
-    const { kernelUrl } = await import("../../../../examples/dist/support.js");
-    const { guestKernel } = await import("../../../../examples/dist/xenstore/main.js");
+    const { kernelUrl } = await import("../../examples/dist/support.js");
+    const { guestKernel } = await import("../../examples/dist/xenstore/main.js");
     guest = guestKernel();
     const manifest = { domains: [], control: { socket: controlSock }, xenstored: { socket: join(dir, "xenstored.sock") }, console: { socketDir: consoleDir }, shutdownTimeout: 2 };
     ({ hv, engine } = bootHost({ frames: 8192, pcpus: 2, mode: "realtime", dom0: { kernel: kernelUrl("@pvkit/dom0/kernel"), pages: 1024, module: new TextEncoder().encode(JSON.stringify(manifest)) } }));

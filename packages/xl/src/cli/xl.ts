@@ -92,6 +92,12 @@ export function domainRef(text: string): DomainRef {
   return /^\d+$/.test(text) ? Number(text) : text;
 }
 
+/** The one domain operand of `xl <command>` (minArgs has seen there is one), as written; more is a usage error. */
+function oneDomain(command: string, args: ParsedArgs): string {
+  if (args.operands.length > 1) throw usageError(`xl ${command}: one domain (given ${args.operands.join(" ")})`);
+  return args.operands[0]!;
+}
+
 const out = (ctx: XlContext, s: string) => void ctx.io.stdout.write(s);
 const err = (ctx: XlContext, s: string) => void ctx.io.stderr.write(s);
 
@@ -216,8 +222,7 @@ function simple(name: "pause" | "unpause", summary: string): Command {
     spec: { short: "" },
     minArgs: 1,
     async run(ctx, args) {
-      if (args.operands.length > 1) throw usageError(`xl ${name}: one domain (given ${args.operands.join(" ")})`);
-      await (await ctx.client()).request(name, { domain: domainRef(args.operands[0]!) });
+      await (await ctx.client()).request(name, { domain: domainRef(oneDomain(name, args)) });
       return 0;
     },
   };
@@ -231,8 +236,7 @@ const destroy: Command = {
   spec: { short: "f" },
   minArgs: 1,
   async run(ctx, args) {
-    if (args.operands.length > 1) throw usageError(`xl destroy: one domain (given ${args.operands.join(" ")})`);
-    const dom = args.operands[0]!;
+    const dom = oneDomain("destroy", args);
     if ((dom === "0" || dom === "Domain-0") && !hasOption(args, "f")) {
       throw new CliError("Not destroying domain 0; use -f to force.\nThis can only be done when using a disaggregated hardware domain and toolstack.\n");
     }
@@ -299,8 +303,8 @@ const consoleCommand: Command = {
     if (type === "serial") throw new CliError("xl console: -t serial: pvkit domains are PV guests, which have a PV console only");
     const num = optionValue(args, "n");
     if (num !== undefined && num !== "0") throw new CliError(`xl console: -n ${num}: a pvkit domain has one console, number 0`);
-    if (args.operands.length > 1) throw usageError(`xl console: one domain (given ${args.operands.join(" ")})`);
-    await consoleOf(ctx, domainRef(args.operands[0]!), args.operands[0]!);
+    const dom = oneDomain("console", args);
+    await consoleOf(ctx, domainRef(dom), dom);
     return 0;
   },
 };
